@@ -1,0 +1,38 @@
+# tiergate — the one entry point; mirrors CI. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+export UV_PYTHON_DOWNLOADS := never
+
+BOOTSTRAP = scripts/bootstrap.sh
+VENV_BIN = .venv/bin
+
+.PHONY: help setup run test lint typecheck fmt schemas check-schemas
+
+help: ## Show the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+setup: ## Install uv, Python deps and Debian packages (run by every other target)
+	@$(BOOTSTRAP) >/dev/null
+
+run: setup ## Start the whole mesh (cpu-llm + gateway) on 127.0.0.1:8080; Ctrl-C stops it
+	@$(VENV_BIN)/python -m tiergate_runtime.mesh config/mesh.toml
+
+test: setup lint typecheck check-schemas ## Everything CI checks: lint, types, schemas, all tests
+	$(VENV_BIN)/pytest
+
+lint: setup ## ruff lint and format check
+	$(VENV_BIN)/ruff check .
+	$(VENV_BIN)/ruff format --check .
+
+typecheck: setup ## mypy --strict over every package
+	$(VENV_BIN)/mypy
+
+fmt: setup ## Format and auto-fix
+	$(VENV_BIN)/ruff format .
+	$(VENV_BIN)/ruff check --fix .
+
+schemas: setup ## Regenerate the committed JSON Schemas from the proto Structs
+	$(VENV_BIN)/python -m tiergate_proto.schemas
+
+check-schemas: setup ## Fail if the committed JSON Schemas are stale
+	$(VENV_BIN)/python -m tiergate_proto.schemas --check

@@ -1,0 +1,1 @@
+"""Shared runtime glue: settings, logging, metrics, tracing, errors, child processes."""

@@ -1,0 +1,72 @@
+"""Serving an ASGI app: the shared `[server]` settings and the one function that runs a service.
+
+Port 0 asks the kernel for a free port; with `port_file` set, the bound port is written there
+(atomically) as soon as the socket listens, which is how tests and `make run` start services on
+ephemeral ports without races.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import uvicorn
+
+__all__ = ["ServerSettings", "bind_socket", "serve", "write_port_file"]
+
+
+class ServerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Where and how a service listens."""
+
+    host: str = "127.0.0.1"
+    port: int = msgspec.field(default=8080)
+    port_file: str | None = None
+    log_level: str = "info"
+    graceful_shutdown_s: float = 10.0
+    backlog: int = 2048
+
+
+def bind_socket(host: str, port: int, backlog: int) -> socket.socket:
+    """A listening TCP socket on host:port (port 0: any free port)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.listen(backlog)
+    sock.set_inheritable(True)
+    return sock
+
+
+def write_port_file(path: str | Path, port: int) -> None:
+    """Write `port` to `path` atomically (readers never see a partial file)."""
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.write_text(f"{port}\n")
+    tmp.replace(target)
+
+
+def serve(app: Any, settings: ServerSettings) -> None:
+    """Run `app` until SIGINT/SIGTERM, with uvloop and httptools; blocks."""
+    sock = bind_socket(settings.host, settings.port, settings.backlog)
+    if settings.port_file:
+        write_port_file(settings.port_file, sock.getsockname()[1])
+    config = uvicorn.Config(
+        app,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        date_header=False,
+        timeout_graceful_shutdown=int(settings.graceful_shutdown_s),
+        backlog=settings.backlog,
+    )
+    uvicorn.Server(config).run(sockets=[sock])

@@ -1,0 +1,130 @@
+"""Render the committed JSON Schemas (``proto/schemas/<Name>.json``) from the wire Structs.
+
+``python -m tiergate_proto.schemas`` rewrites them; ``--check`` exits 1 and lists the
+files that are stale, missing or no longer generated, without writing anything.
+"""
+
+import argparse
+import inspect
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from tiergate_proto.errors import ErrorEnvelope
+from tiergate_proto.openai import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Model,
+    ModelList,
+)
+
+PUBLIC_TYPES: tuple[type[msgspec.Struct], ...] = (
+    ChatCompletionRequest,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ModelList,
+    Model,
+    ErrorEnvelope,
+)
+"""Top-level wire types that get one schema file each, named after the class."""
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent.parent / "schemas"
+"""``proto/schemas``, located from this file (``proto/src/tiergate_proto/schemas.py``)."""
+
+_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def _clean_descriptions(node: Any) -> Any:
+    """Dedent docstring-derived ``description`` values.
+
+    msgspec 0.22 runs ``textwrap.dedent`` on the whole docstring, which is a no-op for
+    the usual style (summary on the first line, body indented), so bodies would keep
+    their source indentation. ``inspect.cleandoc`` is what ``help()`` shows.
+    """
+    if isinstance(node, dict):
+        return {
+            key: inspect.cleandoc(value)
+            if key == "description" and isinstance(value, str)
+            else _clean_descriptions(value)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_clean_descriptions(item) for item in node]
+    return node
+
+
+def render(tp: type[msgspec.Struct]) -> bytes:
+    """The schema of ``tp`` as deterministic JSON: sorted keys, 2-space indent, final newline."""
+    schema = {"$schema": _DIALECT, **_clean_descriptions(msgspec.json.schema(tp))}
+    return (json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+def render_all() -> dict[str, bytes]:
+    """File name (``ChatCompletion.json``, ...) to its expected bytes, for every public type."""
+    return {f"{tp.__name__}.json": render(tp) for tp in PUBLIC_TYPES}
+
+
+def diff(schema_dir: Path = SCHEMA_DIR) -> list[str]:
+    """Problems with ``schema_dir`` against :func:`render_all`, one line each; empty if fresh."""
+    expected = render_all()
+    problems: list[str] = []
+    for name, content in sorted(expected.items()):
+        path = schema_dir / name
+        if not path.exists():
+            problems.append(f"missing: {path}")
+        elif path.read_bytes() != content:
+            problems.append(f"stale: {path}")
+    problems.extend(
+        f"not generated: {path}"
+        for path in sorted(schema_dir.glob("*.json"))
+        if path.name not in expected
+    )
+    return problems
+
+
+def write(schema_dir: Path = SCHEMA_DIR) -> list[Path]:
+    """Write every schema into ``schema_dir``, remove ``*.json`` no longer generated.
+
+    Returns the paths written or removed (only those that changed).
+    """
+    expected = render_all()
+    schema_dir.mkdir(parents=True, exist_ok=True)
+    changed: list[Path] = []
+    for name, content in sorted(expected.items()):
+        path = schema_dir / name
+        if not path.exists() or path.read_bytes() != content:
+            path.write_bytes(content)
+            changed.append(path)
+    for path in sorted(schema_dir.glob("*.json")):
+        if path.name not in expected:
+            path.unlink()
+            changed.append(path)
+    return changed
+
+
+def main(argv: list[str] | None = None, *, schema_dir: Path = SCHEMA_DIR) -> int:
+    """Command-line entry point; returns the process exit code."""
+    parser = argparse.ArgumentParser(prog="python -m tiergate_proto.schemas", description=__doc__)
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 if the committed schemas are out of date"
+    )
+    args = parser.parse_args(argv)
+    if args.check:
+        problems = diff(schema_dir)
+        for line in problems:
+            print(line, file=sys.stderr)
+        if problems:
+            print("run: python -m tiergate_proto.schemas", file=sys.stderr)
+            return 1
+        return 0
+    for path in write(schema_dir):
+        print(f"updated {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Make a fresh Debian machine ready for `make run` / `make test`: uv, Python 3.11, the
+# Debian packages we need, and the synced workspace. Idempotent; prints the uv to use.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+UV_VERSION="0.13.8"
+DEBIAN_PACKAGES=(${TIERGATE_DEBIAN_PACKAGES:-})
+
+log() { echo "bootstrap: $*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    log "need root to run: $*"; exit 1; fi
+}
+
+apt_install() {
+  [ "$#" -gt 0 ] || return 0
+  log "installing Debian packages: $*"
+  as_root apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "$@" >&2
+}
+
+missing_debs=()
+for pkg in "${DEBIAN_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing_debs+=("$pkg")
+done
+apt_install "${missing_debs[@]}"
+
+find_python() {
+  for candidate in python3.11 python3; do
+    if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+      command -v "$candidate"; return 0
+    fi
+  done
+  return 1
+}
+PYTHON="$(find_python || true)"
+if [ -z "$PYTHON" ]; then
+  apt_install python3.11 python3.11-venv
+  PYTHON="$(find_python)"
+fi
+
+UV=""
+if command -v uv >/dev/null && uv --version | grep -q "^uv 0\.1[3-9]"; then
+  UV="$(command -v uv)"
+elif [ -x .tools/bin/uv ]; then
+  UV="$PWD/.tools/bin/uv"
+else
+  log "installing uv $UV_VERSION from PyPI into .tools/"
+  if ! "$PYTHON" -m venv .tools >/dev/null 2>&1; then
+    rm -rf .tools
+    apt_install python3.11-venv
+    "$PYTHON" -m venv .tools
+  fi
+  .tools/bin/python -m pip install -q --disable-pip-version-check "uv==$UV_VERSION" >&2
+  UV="$PWD/.tools/bin/uv"
+fi
+
+# Never download a Python build: use the machine's 3.11.
+UV_PYTHON_DOWNLOADS=never "$UV" sync --frozen --python "$PYTHON" >&2
+echo "$UV"

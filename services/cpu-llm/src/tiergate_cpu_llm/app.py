@@ -1,0 +1,80 @@
+"""The cpu-llm app: the engine child's `/v1` API relayed, health, readiness, metrics."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from litestar import Litestar, Request, Response, route
+from litestar.datastructures import State
+from prometheus_client import CollectorRegistry, Gauge
+
+from tiergate_cpu_llm.engine import Engine
+from tiergate_cpu_llm.model import resolve_model_path
+from tiergate_cpu_llm.settings import CpuLlmSettings
+from tiergate_runtime.edge import edge_hook
+from tiergate_runtime.errors import ServiceUnavailable, exception_handlers
+from tiergate_runtime.health import health_handlers
+from tiergate_runtime.metrics import HttpMetrics, metrics_handler
+from tiergate_runtime.proxy import ReverseProxy
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: CpuLlmSettings) -> Litestar:
+    """Build the app; raises ModelFileError (naming the path) if the model cannot be read."""
+    model_path = resolve_model_path(settings.engine.model_path)
+    engine = Engine(settings.engine, model_path)
+    registry = CollectorRegistry()
+    http_metrics = HttpMetrics(registry, "tiergate_cpu_llm")
+    ready_gauge = Gauge(
+        "tiergate_cpu_llm_engine_ready",
+        "1 while the engine answers its health check.",
+        registry=registry,
+    )
+    ready_gauge.set_function(lambda: 1.0 if engine.ready else 0.0)
+    starts = Gauge(
+        "tiergate_cpu_llm_engine_starts", "Engine child processes started.", registry=registry
+    )
+    starts.set_function(lambda: float(engine.starts))
+    client = httpx.AsyncClient(
+        timeout=httpx.Timeout(
+            connect=2.0, read=settings.proxy_read_timeout_s, write=30.0, pool=5.0
+        ),
+        limits=httpx.Limits(max_connections=512, max_keepalive_connections=64),
+    )
+    proxy = ReverseProxy(client, "cpu-llm")
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        engine.start()
+        try:
+            yield
+        finally:
+            await engine.stop()
+            await client.aclose()
+
+    def readiness() -> str | None:
+        return None if engine.ready else "The model engine is starting."
+
+    @route("/v1/{path:path}", http_method=["GET", "POST"], include_in_schema=False)
+    async def v1(request: Request[Any, Any, State], path: str) -> Response[Any]:
+        del path
+        if not engine.ready or engine.base_url is None:
+            raise ServiceUnavailable("The model engine is starting.", retry_after=2)
+        return await proxy.forward(request, engine.base_url)
+
+    app = Litestar(
+        route_handlers=[v1, *health_handlers(readiness), metrics_handler(registry)],
+        lifespan=[lifespan],
+        exception_handlers=exception_handlers(),
+        before_send=[edge_hook(http_metrics)],
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=None,
+        debug=False,
+        logging_config=None,
+    )
+    app.state.engine = engine
+    return app

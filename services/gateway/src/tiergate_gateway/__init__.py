@@ -1,0 +1,1 @@
+"""The tiergate gateway: the public OpenAI-compatible API."""

@@ -1,0 +1,35 @@
+"""`python -m tiergate_gateway`: run the gateway until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import sys
+
+import structlog
+
+from tiergate_gateway.app import create_app
+from tiergate_gateway.settings import load
+from tiergate_runtime.logging import configure_logging
+from tiergate_runtime.server import serve
+from tiergate_runtime.settings import SettingsError
+
+
+def main() -> int:
+    """Load settings, build the app, serve; a bad setting exits 2 with a message naming it."""
+    try:
+        settings = load()
+    except SettingsError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.server.log_level, service="gateway")
+    structlog.get_logger("tiergate.gateway").info(
+        "starting",
+        host=settings.server.host,
+        port=settings.server.port,
+        models=[m.id for m in settings.models],
+    )
+    serve(create_app(settings), settings.server)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

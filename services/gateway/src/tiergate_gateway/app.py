@@ -1,0 +1,83 @@
+"""`create_app(settings)`: the gateway's routes, error handling, edge hooks and lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar, Request, Response, get, post
+from prometheus_client import CollectorRegistry
+
+from tiergate_gateway.catalog import Catalog
+from tiergate_gateway.chat import ChatService
+from tiergate_gateway.metrics import GatewayMetrics
+from tiergate_gateway.readiness import BackendProber
+from tiergate_gateway.settings import GatewaySettings, validate
+from tiergate_gateway.upstream.client import Upstream
+from tiergate_runtime.edge import edge_hook, request_record
+from tiergate_runtime.errors import NotFound, exception_handlers
+from tiergate_runtime.health import health_handlers
+from tiergate_runtime.metrics import metrics_handler
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: GatewaySettings) -> Litestar:
+    """Build the gateway app from validated settings (validated again here, cheaply)."""
+    validate(settings)
+    registry = CollectorRegistry()
+    metrics = GatewayMetrics(registry)
+    catalog = Catalog(settings)
+    upstreams = {name: Upstream(name, b, metrics) for name, b in settings.backends.items()}
+    chat = ChatService(catalog, upstreams, metrics, settings.max_body_bytes)
+    prober = BackendProber(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        prober.start()
+        try:
+            yield
+        finally:
+            await prober.stop()
+            for upstream in upstreams.values():
+                await upstream.aclose()
+
+    @post("/v1/chat/completions", status_code=200, include_in_schema=False)
+    async def chat_completions(request: Request[Any, Any, Any]) -> Response[Any]:
+        return await chat.handle(request)
+
+    @get("/v1/models", sync_to_thread=False, include_in_schema=False)
+    def list_models() -> Response[bytes]:
+        return Response(catalog.list_body, media_type="application/json")
+
+    @get("/v1/models/{model_id:path}", sync_to_thread=False, include_in_schema=False)
+    def get_model(request: Request[Any, Any, Any], model_id: str) -> Response[bytes]:
+        model_id = model_id.lstrip("/")
+        body = catalog.model_body(model_id)
+        if body is None:
+            raise NotFound(
+                f"The model '{model_id}' does not exist.", param="model", code="model_not_found"
+            )
+        request_record(request.scope).model = model_id
+        return Response(body, media_type="application/json")
+
+    app = Litestar(
+        route_handlers=[
+            chat_completions,
+            list_models,
+            get_model,
+            *health_handlers(prober.not_ready_reason),
+            metrics_handler(registry),
+        ],
+        lifespan=[lifespan],
+        exception_handlers=exception_handlers(),
+        before_send=[edge_hook(metrics.http)],
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=None,
+        debug=False,
+        logging_config=None,
+    )
+    app.state.prober = prober
+    app.state.metrics = metrics
+    return app

@@ -1,0 +1,46 @@
+"""The public model catalog: alias → where it is served, and the pre-encoded `/v1/models` bodies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgspec
+
+from tiergate_gateway.settings import GatewaySettings, ModelAlias
+from tiergate_proto.openai import Model, ModelList
+
+__all__ = ["Catalog", "Route"]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where one public model is served."""
+
+    alias: str
+    backend: str
+    engine_model: str
+
+
+class Catalog:
+    """Lookup of public model ids; the models list is encoded once, at startup."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self._routes = {
+            m.id: Route(alias=m.id, backend=m.backend, engine_model=m.engine_model)
+            for m in settings.models
+        }
+        models = [self._model(m) for m in settings.models]
+        self.list_body = msgspec.json.encode(ModelList(data=models))
+        self._bodies = {m.id: msgspec.json.encode(m) for m in models}
+
+    @staticmethod
+    def _model(alias: ModelAlias) -> Model:
+        return Model(id=alias.id, created=alias.created, owned_by=alias.owned_by)
+
+    def route(self, model_id: str) -> Route | None:
+        """The route for a public model id, or None if there is no such model."""
+        return self._routes.get(model_id)
+
+    def model_body(self, model_id: str) -> bytes | None:
+        """The encoded `Model` object for `GET /v1/models/{id}`, or None."""
+        return self._bodies.get(model_id)

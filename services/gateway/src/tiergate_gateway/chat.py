@@ -1,0 +1,238 @@
+"""`POST /v1/chat/completions`: resolve the public model, call its backend, relay the answer.
+
+Streaming answers are relayed event by event as they arrive (see `upstream/sse.py`). Nothing is
+retried or re-routed once the first byte went to the client; a failure after that point ends
+the stream with an error event. When the client goes away the upstream request is closed at
+once — mid-stream, and also while a non-streaming answer is still being generated — so the
+engine stops spending compute on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
+
+import httpx
+import msgspec
+from litestar import Request, Response
+from litestar.response import Stream
+
+from tiergate_gateway.catalog import Catalog, Route
+from tiergate_gateway.chat_request import parse_chat_request
+from tiergate_gateway.metrics import GatewayMetrics
+from tiergate_gateway.upstream.client import Upstream
+from tiergate_gateway.upstream.sse import SseTransformer, error_event, model_field, rewrite_model
+from tiergate_proto.openai import Usage
+from tiergate_runtime.edge import AccessRecord, request_record
+from tiergate_runtime.errors import ApiError, BadGateway, GatewayTimeout, NotFound
+
+__all__ = ["ChatService"]
+
+T = TypeVar("T")
+_SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+class _UsageOnly(msgspec.Struct):
+    usage: Usage | None = None
+
+
+_usage_decoder = msgspec.json.Decoder(_UsageOnly)
+
+
+class ChatService:
+    """Everything `POST /v1/chat/completions` needs, built once in `create_app`."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        upstreams: dict[str, Upstream],
+        metrics: GatewayMetrics,
+        max_body_bytes: int,
+    ) -> None:
+        self.catalog = catalog
+        self.upstreams = upstreams
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+
+    async def handle(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        """Validate, route and relay one chat completion."""
+        record = request_record(request.scope)
+        parsed = await parse_chat_request(request, self.max_body_bytes)
+        route = self.catalog.route(parsed.request.model)
+        if route is None:
+            raise NotFound(
+                f"The model '{parsed.request.model}' does not exist.",
+                param="model",
+                code="model_not_found",
+            )
+        record.model = route.alias
+        record.backend = route.backend
+        record.add_header("x-tiergate-model", route.alias)
+        record.add_header("x-tiergate-backend", route.backend)
+
+        raw = parsed.raw
+        raw["model"] = route.engine_model
+        stream = parsed.request.stream
+        client_wants_usage = bool(
+            parsed.request.stream_options and parsed.request.stream_options.include_usage
+        )
+        if stream:
+            # Always ask for usage so tokens are counted; the transformer drops the usage
+            # chunk again if the client did not ask for it.
+            options = raw.get("stream_options")
+            raw["stream_options"] = {
+                **(options if isinstance(options, dict) else {}),
+                "include_usage": True,
+            }
+        upstream = self.upstreams[route.backend]
+        body = msgspec.json.encode(raw)
+        call = _Call(self.metrics, record, route, stream=stream)
+        try:
+            response = await _unless_client_leaves(
+                request, upstream.open_chat(body, record.request_id)
+            )
+            if stream:
+                return Stream(
+                    call.relay(response, client_wants_usage),
+                    media_type="text/event-stream",
+                    headers=_SSE_HEADERS,
+                )
+            content = await _unless_client_leaves(request, call.read_whole(response))
+        except ApiError:
+            call.finish("upstream_error")
+            raise
+        except _ClientGone:
+            call.finish("client_disconnected")
+            # Nobody reads this; it makes the access log say what happened (nginx's 499).
+            return Response(b"", status_code=499)
+        return Response(content, media_type="application/json")
+
+
+class _ClientGone(Exception):
+    """The client disconnected before the answer was ready."""
+
+
+async def _unless_client_leaves(request: Request[Any, Any, Any], work: Awaitable[T]) -> T:
+    """Await `work`, but cancel it (closing the upstream request) if the client disconnects."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_wait_disconnect(request))
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        raise _ClientGone
+    return task.result()
+
+
+async def _wait_disconnect(request: Request[Any, Any, Any]) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+class _Call:
+    """One relayed completion: its metrics, its log record, its outcome."""
+
+    __slots__ = ("metrics", "mode", "record", "route", "started")
+
+    def __init__(
+        self, metrics: GatewayMetrics, record: AccessRecord, route: Route, *, stream: bool
+    ) -> None:
+        self.metrics = metrics
+        self.record = record
+        self.route = route
+        self.mode = "stream" if stream else "json"
+        self.started = time.perf_counter()
+
+    def count_usage(self, usage: Usage | None) -> None:
+        if usage is None:
+            return
+        self.record.prompt_tokens = usage.prompt_tokens
+        self.record.completion_tokens = usage.completion_tokens
+        self.metrics.count_tokens(
+            self.route.alias, self.route.backend, usage.prompt_tokens, usage.completion_tokens
+        )
+
+    def finish(self, outcome: str) -> None:
+        labels = (self.route.alias, self.route.backend, self.mode)
+        self.metrics.chat.labels(*labels, outcome).inc()
+        self.metrics.chat_duration.labels(*labels).observe(time.perf_counter() - self.started)
+        self.record.outcome = outcome
+
+    async def read_whole(self, response: httpx.Response) -> bytes:
+        """Read a non-streaming answer; rewrite its model; count its usage."""
+        try:
+            content = await response.aread()
+        except httpx.TimeoutException as exc:
+            self.metrics.upstream_error(self.route.backend, "timeout")
+            raise GatewayTimeout(
+                f"The {self.route.backend} backend did not answer in time."
+            ) from exc
+        except httpx.HTTPError as exc:
+            self.metrics.upstream_error(self.route.backend, "protocol")
+            raise BadGateway(f"The {self.route.backend} backend broke off its answer.") from exc
+        finally:
+            await response.aclose()
+        try:
+            self.count_usage(_usage_decoder.decode(content).usage)
+        except msgspec.DecodeError as exc:
+            self.metrics.upstream_error(self.route.backend, "protocol")
+            raise BadGateway(f"The {self.route.backend} backend sent an invalid answer.") from exc
+        self.finish("ok")
+        return rewrite_model(content, model_field(self.route.alias))
+
+    async def relay(
+        self, response: httpx.Response, client_wants_usage: bool
+    ) -> AsyncIterator[bytes]:
+        """Relay the upstream's SSE stream; see the module docstring for failure handling."""
+        sse = SseTransformer(self.route.alias, client_wants_usage=client_wants_usage)
+        outcome = "client_disconnected"
+        try:
+            try:
+                async for chunk in response.aiter_raw():
+                    out = sse.feed(chunk)
+                    if out:
+                        yield out
+            except httpx.HTTPError as exc:
+                kind = "timeout" if isinstance(exc, httpx.TimeoutException) else "protocol"
+                self.metrics.upstream_error(self.route.backend, "midstream")
+                outcome = "upstream_error"
+                yield error_event(
+                    f"The {self.route.backend} backend broke off the stream ({kind}).",
+                    code="upstream_stream_error",
+                )
+                return
+            if sse.saw_error:
+                outcome = "upstream_error"
+            elif sse.saw_done:
+                outcome = "ok"
+            elif sse.saw_finish:
+                outcome = "ok"  # complete answer, engine omitted the terminator: add it
+                yield b"data: [DONE]\n\n"
+            else:
+                self.metrics.upstream_error(self.route.backend, "midstream")
+                outcome = "upstream_error"
+                yield error_event(
+                    f"The {self.route.backend} backend ended the stream before the answer was "
+                    "complete.",
+                    code="upstream_stream_error",
+                )
+        finally:
+            await response.aclose()
+            if sse.first_token_at is not None:
+                self.metrics.ttft.labels(self.route.alias, self.route.backend).observe(
+                    sse.first_token_at - self.started
+                )
+            self.count_usage(sse.usage)
+            self.finish(outcome)
+            if outcome == "client_disconnected":
+                # No last body message will go out, so the edge cannot finish the record.
+                self.record.finish()

@@ -1,0 +1,75 @@
+"""Gateway metrics: chat completions, time to first token, tokens, upstream errors.
+
+Labels are bounded by configuration: `model` is a configured public alias (unknown models are
+rejected before any label is used), `backend` a configured backend name, `kind` a fixed set.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from tiergate_runtime.metrics import LATENCY_BUCKETS, HttpMetrics
+
+__all__ = ["GatewayMetrics", "UpstreamErrorKind"]
+
+NAMESPACE = "tiergate_gateway"
+
+# connect: refused/unreachable · timeout: no bytes in time · protocol: broken answer ·
+# status: the upstream answered an error status · midstream: failed after the first byte.
+UpstreamErrorKind = Literal["connect", "timeout", "protocol", "status", "midstream"]
+_TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+
+
+class GatewayMetrics:
+    """All gateway metric families, registered on the app's own registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.http = HttpMetrics(registry, NAMESPACE)
+        self.chat = Counter(
+            "chat_completions",
+            "Chat completions relayed, by public model, backend, mode and outcome.",
+            ["model", "backend", "mode", "outcome"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.chat_duration = Histogram(
+            "chat_completion_duration_seconds",
+            "From request received to the last byte relayed.",
+            ["model", "backend", "mode"],
+            namespace=NAMESPACE,
+            registry=registry,
+            buckets=LATENCY_BUCKETS,
+        )
+        self.ttft = Histogram(
+            "time_to_first_token_seconds",
+            "From request received to the first content chunk relayed (streaming).",
+            ["model", "backend"],
+            namespace=NAMESPACE,
+            registry=registry,
+            buckets=_TTFT_BUCKETS,
+        )
+        self.tokens = Counter(
+            "tokens",
+            "Tokens reported by the upstream's usage, by public model, backend and kind.",
+            ["model", "backend", "kind"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.upstream_errors = Counter(
+            "upstream_errors",
+            "Upstream failures by backend and kind: connect, timeout, protocol, status, midstream.",
+            ["backend", "kind"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+
+    def upstream_error(self, backend: str, kind: UpstreamErrorKind) -> None:
+        """Count one upstream failure."""
+        self.upstream_errors.labels(backend, kind).inc()
+
+    def count_tokens(self, model: str, backend: str, prompt: int, completion: int) -> None:
+        """Add one response's usage."""
+        self.tokens.labels(model, backend, "prompt").inc(prompt)
+        self.tokens.labels(model, backend, "completion").inc(completion)

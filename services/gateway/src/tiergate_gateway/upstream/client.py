@@ -1,0 +1,93 @@
+"""One long-lived, pooled HTTP client per backend, and the call that opens a chat completion.
+
+`Upstream.open_chat()` returns the upstream's response with its head read and its body not yet
+read, or raises an `ApiError` that is safe to send (nothing has reached the client yet). Only a
+refused connection is retried — the request never reached the engine, so a retry cannot run a
+generation twice.
+"""
+
+from __future__ import annotations
+
+import httpx
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_fixed
+
+from tiergate_gateway.metrics import GatewayMetrics
+from tiergate_gateway.settings import BackendSettings
+from tiergate_gateway.upstream.errors import error_from_status, error_from_transport
+from tiergate_runtime.edge import REQUEST_ID_HEADER
+
+__all__ = ["Upstream"]
+
+_MAX_ERROR_BODY = 64 * 1024
+_RETRY_WAIT_S = 0.05
+
+
+class Upstream:
+    """A backend's client: explicit timeouts and pool limits, closed in the app's lifespan."""
+
+    def __init__(self, name: str, settings: BackendSettings, metrics: GatewayMetrics) -> None:
+        self.name = name
+        self.settings = settings
+        self._metrics = metrics
+        headers = {"content-type": "application/json"}
+        if settings.api_key:
+            headers["authorization"] = f"Bearer {settings.api_key}"
+        self.client = httpx.AsyncClient(
+            base_url=settings.base_url.rstrip("/"),
+            headers=headers,
+            timeout=httpx.Timeout(
+                connect=settings.connect_timeout_s,
+                read=settings.read_timeout_s,
+                write=settings.write_timeout_s,
+                pool=settings.pool_timeout_s,
+            ),
+            limits=httpx.Limits(
+                max_connections=settings.max_connections,
+                max_keepalive_connections=settings.max_keepalive,
+            ),
+        )
+        self._chat_url = "/chat/completions"
+
+    async def open_chat(self, body: bytes, request_id: str) -> httpx.Response:
+        """POST the chat request; return the open response (status < 400) or raise ApiError."""
+        request = self.client.build_request(
+            "POST", self._chat_url, content=body, headers={REQUEST_ID_HEADER: request_id}
+        )
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(httpx.ConnectError),
+                stop=stop_after_attempt(self.settings.connect_retries + 1),
+                wait=wait_fixed(_RETRY_WAIT_S),
+                reraise=True,
+            ):
+                with attempt:
+                    response = await self.client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            error, kind = error_from_transport(self.name, exc)
+            self._metrics.upstream_error(self.name, kind)
+            raise error from exc
+        if response.status_code < 400:
+            return response
+        try:
+            body_bytes = await _read_bounded(response, _MAX_ERROR_BODY)
+        except httpx.HTTPError:
+            body_bytes = b""
+        finally:
+            await response.aclose()
+        self._metrics.upstream_error(self.name, "status")
+        raise error_from_status(self.name, response.status_code, response.headers, body_bytes)
+
+    async def aclose(self) -> None:
+        """Close the pool."""
+        await self.client.aclose()
+
+
+async def _read_bounded(response: httpx.Response, limit: int) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        parts.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break
+    return b"".join(parts)[:limit]

@@ -1,0 +1,1 @@
+"""Test support: a fault-injecting fake OpenAI engine and process helpers."""

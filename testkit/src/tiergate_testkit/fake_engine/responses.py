@@ -1,0 +1,178 @@
+"""Response bodies in OpenAI's wire shapes: completions, stream chunks, models, errors."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import msgspec
+
+__all__ = [
+    "MALFORMED_BODY",
+    "MALFORMED_EVENT",
+    "SSE_DONE",
+    "Usage",
+    "completion",
+    "content_chunk",
+    "error_envelope",
+    "final_chunk",
+    "json_body",
+    "models_list",
+    "role_chunk",
+    "sse_event",
+    "usage_chunk",
+]
+
+FinishReason = Literal["stop", "length"]
+
+SSE_DONE = b"data: [DONE]\n\n"
+# Deliberately not JSON: a client (or our gateway) must fail cleanly on these.
+MALFORMED_BODY = b'<html>not json {"choices": [</html>'
+MALFORMED_EVENT = b'data: {"id": "chatcmpl-fake", "choices": [{"delta": <garbage>\n\n'
+
+_CHUNK: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+
+_encoder = msgspec.json.Encoder()
+
+
+class Usage(msgspec.Struct, frozen=True):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+    @classmethod
+    def of(cls, prompt_tokens: int, completion_tokens: int) -> Usage:
+        return cls(prompt_tokens, completion_tokens, prompt_tokens + completion_tokens)
+
+
+class _Message(msgspec.Struct):
+    role: str
+    content: str
+    refusal: None = None
+
+
+class _Choice(msgspec.Struct):
+    index: int
+    message: _Message
+    finish_reason: FinishReason
+    logprobs: None = None
+
+
+class _ChatCompletion(msgspec.Struct, kw_only=True):
+    id: str
+    object: str = "chat.completion"
+    created: int
+    model: str
+    choices: list[_Choice]
+    usage: Usage
+    system_fingerprint: None = None
+
+
+class _Delta(msgspec.Struct, omit_defaults=True):
+    role: str | None = None
+    content: str | None = None
+
+
+class _ChunkChoice(msgspec.Struct):
+    index: int
+    delta: _Delta
+    finish_reason: FinishReason | None = None
+    logprobs: None = None
+
+
+class _ChatCompletionChunk(msgspec.Struct, kw_only=True, omit_defaults=True):
+    id: str
+    object: Literal["chat.completion.chunk"]  # no default: omit_defaults would drop it
+    created: int
+    model: str
+    choices: list[_ChunkChoice]
+    # Only the usage-only chunk carries usage; omitted elsewhere.
+    usage: Usage | None = None
+
+
+class _Model(msgspec.Struct, kw_only=True):
+    id: str
+    object: str = "model"
+    created: int
+    owned_by: str = "fake"
+
+
+class _ModelList(msgspec.Struct, kw_only=True):
+    object: str = "list"
+    data: list[_Model]
+
+
+class _ErrorDetail(msgspec.Struct):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class _ErrorEnvelope(msgspec.Struct):
+    error: _ErrorDetail
+
+
+def json_body(value: object) -> bytes:
+    """Encode any msgspec-encodable value as JSON."""
+    return _encoder.encode(value)
+
+
+def sse_event(payload: bytes) -> bytes:
+    """Frame one server-sent event the way OpenAI does: `data: <json>\\n\\n`."""
+    return b"data: " + payload + b"\n\n"
+
+
+def error_envelope(status: int, message: str, code: str | None = None) -> bytes:
+    """OpenAI's error envelope; `type` follows OpenAI's split of client and server errors."""
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    return json_body(_ErrorEnvelope(_ErrorDetail(message=message, type=kind, code=code)))
+
+
+def models_list(models: Sequence[str], created: int) -> bytes:
+    """`GET /v1/models`: the configured model ids in OpenAI's list shape."""
+    return json_body(_ModelList(data=[_Model(id=m, created=created) for m in models]))
+
+
+def completion(
+    *,
+    id: str,
+    model: str,
+    created: int,
+    text: str,
+    finish_reason: FinishReason,
+    usage: Usage,
+) -> bytes:
+    """A non-streaming `chat.completion` with one assistant choice."""
+    choice = _Choice(0, _Message("assistant", text), finish_reason)
+    body = _ChatCompletion(id=id, created=created, model=model, choices=[choice], usage=usage)
+    return json_body(body)
+
+
+def _chunk(id: str, model: str, created: int, choice: _ChunkChoice) -> bytes:
+    return json_body(
+        _ChatCompletionChunk(id=id, object=_CHUNK, created=created, model=model, choices=[choice])
+    )
+
+
+def role_chunk(id: str, model: str, created: int) -> bytes:
+    """The first stream chunk: `delta.role = "assistant"` and empty content."""
+    return _chunk(id, model, created, _ChunkChoice(0, _Delta(role="assistant", content="")))
+
+
+def content_chunk(id: str, model: str, created: int, text: str) -> bytes:
+    """One content chunk (one "token")."""
+    return _chunk(id, model, created, _ChunkChoice(0, _Delta(content=text)))
+
+
+def final_chunk(id: str, model: str, created: int, finish_reason: FinishReason) -> bytes:
+    """The chunk that closes the choice: empty delta and a `finish_reason`."""
+    return _chunk(id, model, created, _ChunkChoice(0, _Delta(), finish_reason))
+
+
+def usage_chunk(id: str, model: str, created: int, usage: Usage) -> bytes:
+    """The usage-only chunk sent when `stream_options.include_usage`: `choices` is empty."""
+    body = _ChatCompletionChunk(
+        id=id, object=_CHUNK, created=created, model=model, choices=[], usage=usage
+    )
+    return json_body(body)
