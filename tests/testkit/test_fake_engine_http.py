@@ -170,6 +170,10 @@ async def test_raw_error_body_is_sent_as_is(http: httpx.AsyncClient) -> None:
     assert response.text == html
     assert response.headers["content-type"].startswith("text/html")
 
+    fake = {"status": 500, "error_body": "{}", "headers": {"content-type": "application/json"}}
+    overridden = await http.post(CHAT, json=chat_body(**fake))
+    assert overridden.headers.get_list("content-type") == ["application/json"]
+
 
 async def test_header_delay_holds_back_the_headers(
     http: httpx.AsyncClient, engine: FakeEngine

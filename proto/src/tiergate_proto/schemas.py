@@ -1,8 +1,4 @@
-"""Render the committed JSON Schemas (``proto/schemas/<Name>.json``) from the wire Structs.
-
-``python -m tiergate_proto.schemas`` rewrites them; ``--check`` exits 1 and lists the
-files that are stale, missing or no longer generated, without writing anything.
-"""
+"""Generate ``proto/schemas/<Name>.json`` from the wire Structs; ``--check`` finds stale files."""
 
 import argparse
 import inspect
@@ -33,7 +29,7 @@ PUBLIC_TYPES: tuple[type[msgspec.Struct], ...] = (
 """Top-level wire types that get one schema file each, named after the class."""
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent.parent / "schemas"
-"""``proto/schemas``, located from this file (``proto/src/tiergate_proto/schemas.py``)."""
+"""``proto/schemas``, located from this file; meaningful in a source checkout only."""
 
 _DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -107,7 +103,12 @@ def write(schema_dir: Path = SCHEMA_DIR) -> list[Path]:
 
 
 def main(argv: list[str] | None = None, *, schema_dir: Path = SCHEMA_DIR) -> int:
-    """Command-line entry point; returns the process exit code."""
+    """``python -m tiergate_proto.schemas [--check]``; returns the process exit code.
+
+    Without ``--check``, rewrites the schemas that changed and removes ``*.json`` that
+    are no longer generated. With it, writes nothing, prints one line per stale,
+    missing or leftover file to stderr and returns 1 if there is any.
+    """
     parser = argparse.ArgumentParser(prog="python -m tiergate_proto.schemas", description=__doc__)
     parser.add_argument(
         "--check", action="store_true", help="exit 1 if the committed schemas are out of date"
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None, *, schema_dir: Path = SCHEMA_DIR) -> int
             return 1
         return 0
     for path in write(schema_dir):
-        print(f"updated {path}")
+        print(f"{'wrote' if path.exists() else 'removed'} {path}")
     return 0
 
 

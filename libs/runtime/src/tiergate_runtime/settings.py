@@ -31,7 +31,7 @@ __all__ = ["SettingsError", "field_path", "load_settings"]
 
 T = TypeVar("T")
 
-_PATH_IN_MESSAGE = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+_PATH_IN_MESSAGE = re.compile(r" - at (?P<key>`key` in )?`\$(?P<path>[^`]*)`$")
 
 
 class SettingsError(Exception):
@@ -49,6 +49,8 @@ def field_path(error: msgspec.ValidationError) -> tuple[str | None, str]:
     if match is None:
         return None, text
     path = match.group("path").lstrip(".")
+    if match.group("key"):  # the error is in a dict key, not a value
+        path = f"{path} (a key)" if path else "(a key)"
     return (path or None), text[: match.start()]
 
 
@@ -108,6 +110,49 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise SettingsError(f"config file {path} is not valid TOML: {exc}") from exc
 
 
+def _name_dict_keys(data: dict[str, Any], settings_type: type[Any], path: str) -> str:
+    """Replace each `[...]` (msgspec's placeholder for a dict key) in `path` with the key.
+
+    Only on the error path: for each placeholder, re-validate with that dict narrowed to one
+    key at a time; the key that reproduces the error is the one to name.
+    """
+    expected = _error_text(data, settings_type)
+    resolved = path
+    while "[...]" in resolved:
+        prefix = resolved.split("[...]", 1)[0]
+        node: Any = data
+        for key in filter(None, re.split(r"\.|\[(\d+)\]", prefix)):
+            node = node[int(key)] if isinstance(node, list) else node.get(key, {})
+        if not isinstance(node, dict):
+            return path
+        for key in list(node):
+            trial = _narrowed(data, prefix, key)
+            if _error_text(trial, settings_type) == expected:
+                resolved = resolved.replace("[...]", f".{key}", 1)
+                break
+        else:
+            return path
+    return resolved
+
+
+def _narrowed(data: dict[str, Any], prefix: str, key: str) -> dict[str, Any]:
+    copy: Any = msgspec.json.decode(msgspec.json.encode(data))
+    node = copy
+    for part in filter(None, re.split(r"\.|\[(\d+)\]", prefix)):
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    for other in [k for k in node if k != key]:
+        del node[other]
+    return copy  # type: ignore[no-any-return]
+
+
+def _error_text(data: dict[str, Any], settings_type: type[Any]) -> str | None:
+    try:
+        msgspec.convert(data, settings_type, strict=False)
+    except msgspec.ValidationError as exc:
+        return str(exc)
+    return None
+
+
 def load_settings(
     settings_type: type[T],
     *,
@@ -128,4 +173,6 @@ def load_settings(
         where, reason = field_path(exc)
         if where is None:
             raise SettingsError(f"invalid settings: {reason}") from None
+        if "[...]" in where:
+            where = _name_dict_keys(data, settings_type, where)
         raise SettingsError(f"invalid setting {where}: {reason}") from None

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-from litestar import Litestar, Request, Response, route
+from litestar import Litestar, Request, Response, get, route
 from litestar.datastructures import State
 from prometheus_client import CollectorRegistry, Gauge
 
@@ -59,15 +59,23 @@ def create_app(settings: CpuLlmSettings) -> Litestar:
     def readiness() -> str | None:
         return None if engine.ready else "The model engine is starting."
 
-    @route("/v1/{path:path}", http_method=["GET", "POST"], include_in_schema=False)
-    async def v1(request: Request[Any, Any, State], path: str) -> Response[Any]:
-        del path
+    async def to_engine(request: Request[Any, Any, State]) -> Response[Any]:
         if not engine.ready or engine.base_url is None:
             raise ServiceUnavailable("The model engine is starting.", retry_after=2)
         return await proxy.forward(request, engine.base_url)
 
+    @route("/v1/{path:path}", http_method=["GET", "POST"], include_in_schema=False)
+    async def v1(request: Request[Any, Any, State], path: str) -> Response[Any]:
+        del path
+        return await to_engine(request)
+
+    @get("/slots", include_in_schema=False)
+    async def slots(request: Request[Any, Any, State]) -> Response[Any]:
+        """llama.cpp's slot monitor (read-only): which slots are generating right now."""
+        return await to_engine(request)
+
     app = Litestar(
-        route_handlers=[v1, *health_handlers(readiness), metrics_handler(registry)],
+        route_handlers=[v1, slots, *health_handlers(readiness), metrics_handler(registry)],
         lifespan=[lifespan],
         exception_handlers=exception_handlers(),
         before_send=[edge_hook(http_metrics)],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from tiergate_testkit.fake_engine import responses
 from tiergate_testkit.fake_engine.recording import Outcome, RecordedRequest
@@ -39,12 +40,18 @@ async def answer_chat(
         else:
             body, content_type = options.error_body.encode(), _guess_type(options.error_body)
         record.status = options.status
-        await exchange.respond(options.status, [content_type, *extra], body)
+        await exchange.respond(options.status, _merge([content_type], extra), body)
         return "status"
     stream = _Stream(exchange, record, request, request.model or default_model)
     if request.stream:
         return await stream.send_events(extra)
     return await stream.send_completion(extra)
+
+
+def _merge(defaults: Sequence[Header], extra: Sequence[Header]) -> list[Header]:
+    """`extra` (from `fake.headers`) replaces same-named defaults, case-insensitively."""
+    overridden = {name.lower() for name, _ in extra}
+    return [h for h in defaults if h[0].lower() not in overridden] + list(extra)
 
 
 def _guess_type(body: str) -> Header:
@@ -95,19 +102,20 @@ class _Stream:
             return await self._respond(body, extra, "completed")
         # A body cut half-way: the headers promise the full Content-Length.
         self._record.status = 200
-        await self._exchange.start(200, [_JSON, *extra, ("Content-Length", str(len(body)))])
+        headers = [*_merge([_JSON], extra), ("Content-Length", str(len(body)))]
+        await self._exchange.start(200, headers)
         await self._exchange.write(body[: len(body) // 2])
         return await self._cut()
 
     async def _respond(self, body: bytes, extra: list[Header], outcome: Outcome) -> Outcome:
         self._record.status = 200
-        await self._exchange.respond(200, [_JSON, *extra], body)
+        await self._exchange.respond(200, _merge([_JSON], extra), body)
         return outcome
 
     async def send_events(self, extra: list[Header]) -> Outcome:
         """Streaming: role chunk, content chunks, final chunk, usage chunk, `[DONE]`."""
         self._record.status = 200
-        await self._exchange.start(200, [*_SSE_HEADERS, *extra])
+        await self._exchange.start(200, _merge(_SSE_HEADERS, extra))
         await self._exchange.pause(self._options.first_token_delay_s)
         await self._event(responses.role_chunk(self._id, self._model, self._created))
         if self._options.malformed:
