@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from tiergate_gateway.settings import ENV_PREFIX, GatewaySettings, validate
 from tiergate_runtime.settings import SettingsError, load_settings
 

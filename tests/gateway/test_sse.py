@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from tiergate_gateway.upstream.sse import SseTransformer, error_event, model_field, rewrite_model
 
 
@@ -144,7 +145,8 @@ def test_incomplete_event_is_pending() -> None:
 
 def test_error_event_shape() -> None:
     event = error_event("gone", code="x")
-    assert event.startswith(b"data: ") and event.endswith(b"\n\n")
+    assert event.startswith(b"data: ")
+    assert event.endswith(b"\n\n")
     assert json.loads(event[6:]) == {
         "error": {"message": "gone", "type": "server_error", "param": None, "code": "x"}
     }

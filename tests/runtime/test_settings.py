@@ -6,6 +6,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+
 from tiergate_runtime.server import ServerSettings
 from tiergate_runtime.settings import SettingsError, load_settings
 
@@ -42,7 +43,7 @@ def test_toml_then_env_override(tmp_path: Path) -> None:
     }
     settings = load_settings(Sample, env_prefix=PREFIX, environ=env)
     assert settings.server.port == 9100
-    assert settings.server.host == "0.0.0.0"  # noqa: S104 - a value, not a bind
+    assert settings.server.host == "0.0.0.0"
     assert settings.inner["a"] == Inner(url="http://a", retries=3)
     assert settings.enabled is True
     assert settings.names == ["x", "y"]

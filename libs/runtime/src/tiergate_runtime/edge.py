@@ -75,6 +75,8 @@ class AccessRecord:
         self.finished = True
         if outcome is not None:
             self.outcome = outcome
+        elif self.outcome == "ok" and self.status >= 400:
+            self.outcome = "rejected" if self.status < 500 else "failed"
         seconds = time.perf_counter() - self.started
         if self.metrics is not None:
             self.metrics.observe(self.route, self.method, self.status, seconds)

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 from litestar import Litestar, Request, Response, get, route
 from litestar.datastructures import State
+from litestar.params import FromPath
 from prometheus_client import CollectorRegistry, Gauge
 
 from tiergate_cpu_llm.engine import Engine
@@ -65,7 +66,7 @@ def create_app(settings: CpuLlmSettings) -> Litestar:
         return await proxy.forward(request, engine.base_url)
 
     @route("/v1/{path:path}", http_method=["GET", "POST"], include_in_schema=False)
-    async def v1(request: Request[Any, Any, State], path: str) -> Response[Any]:
+    async def v1(request: Request[Any, Any, State], path: FromPath[str]) -> Response[Any]:
         del path
         return await to_engine(request)
 

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from litestar import Litestar, Request, Response, get, post
+from litestar.params import FromPath
 from prometheus_client import CollectorRegistry
 
 from tiergate_gateway.catalog import Catalog
@@ -52,7 +53,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
         return Response(catalog.list_body, media_type="application/json")
 
     @get("/v1/models/{model_id:path}", sync_to_thread=False, include_in_schema=False)
-    def get_model(request: Request[Any, Any, Any], model_id: str) -> Response[bytes]:
+    def get_model(request: Request[Any, Any, Any], model_id: FromPath[str]) -> Response[bytes]:
         model_id = model_id.lstrip("/")
         body = catalog.model_body(model_id)
         if body is None:

@@ -29,13 +29,16 @@ def upstream_message(body: bytes) -> tuple[str | None, str | None, str | None, s
     """(message, type, param, code) from an upstream error body in any common shape.
 
     OpenAI/llama.cpp/vLLM: `{"error": {"message", "type", "param", "code"}}`; also
-    `{"error": "text"}`, FastAPI's `{"detail": ...}`, `{"message": ...}`, or plain text.
+    `{"error": "text"}`, FastAPI's `{"detail": ...}`, `{"message": ...}`, or short plain text.
+    Markup (an HTML error page from a proxy, a framework's debug page) is never quoted.
     """
     try:
         data: Any = msgspec.json.decode(body)
     except msgspec.DecodeError:
         text = body.decode("utf-8", "replace").strip()
-        return (text[:_MAX_MESSAGE] or None), None, None, None
+        if not text or "<" in text or "\n" in text:
+            return None, None, None, None
+        return text[:_MAX_MESSAGE], None, None, None
     if isinstance(data, dict):
         error = data.get("error", data)
         if isinstance(error, str):

@@ -1,0 +1,148 @@
+"""The chat endpoint in process, against the fake engine: relay, headers, streaming, usage."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+
+import openai
+import pytest
+
+from tiergate_testkit.fake_engine import FakeEngine
+
+from .conftest import ALIAS, ENGINE_MODEL, Gateway, chat_body, last_chat
+
+
+def sse_events(text: str) -> list[str]:
+    return [e.removeprefix("data: ") for e in text.split("\n\n") if e]
+
+
+async def test_non_stream_with_openai_client(gateway: Gateway) -> None:
+    client = openai.AsyncOpenAI(base_url=f"{gateway.url}/v1", api_key="unused", max_retries=0)
+    raw = await client.chat.completions.with_raw_response.create(
+        model=ALIAS, messages=[{"role": "user", "content": "hello there"}], max_tokens=3
+    )
+    completion = raw.parse()
+    assert completion.model == ALIAS
+    assert completion.usage is not None
+    assert completion.usage.completion_tokens == 3
+    assert completion.choices[0].finish_reason == "length"
+    assert raw.headers["x-tiergate-backend"] == "cpu"
+    assert raw.headers["x-tiergate-model"] == ALIAS
+    assert re.fullmatch(r"[0-9a-f]{32}", raw.headers["x-request-id"])
+    await client.close()
+
+
+async def test_stream_with_openai_client(gateway: Gateway) -> None:
+    client = openai.AsyncOpenAI(base_url=f"{gateway.url}/v1", api_key="unused", max_retries=0)
+    stream = await client.chat.completions.create(
+        model=ALIAS,
+        messages=[{"role": "user", "content": "hi"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = [chunk async for chunk in stream]
+    assert {c.model for c in chunks} == {ALIAS}
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.strip()
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.total_tokens > 0
+    await client.close()
+
+
+async def test_unknown_fields_reach_the_engine_with_the_engine_model(gateway: Gateway) -> None:
+    body = chat_body(top_k=5, repetition_penalty=1.1, fake={"chunks": 2})
+    response = await gateway.client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200
+    sent = last_chat(gateway.engine).body
+    assert sent is not None
+    assert sent["model"] == ENGINE_MODEL
+    assert sent["top_k"] == 5
+    assert sent["repetition_penalty"] == 1.1
+    assert sent["fake"] == {"chunks": 2}
+    assert sent["messages"] == body["messages"]
+
+
+async def test_request_id_is_echoed_forwarded_or_replaced(gateway: Gateway) -> None:
+    good = "req-123.abc:XYZ"
+    response = await gateway.client.post(
+        "/v1/chat/completions", json=chat_body(), headers={"x-request-id": good}
+    )
+    assert response.headers["x-request-id"] == good
+    assert last_chat(gateway.engine).headers["x-request-id"] == good
+    for bad in ("has space", "x" * 129, 'quote"d', "é"):
+        response = await gateway.client.post(
+            "/v1/chat/completions", json=chat_body(), headers={"x-request-id": bad.encode()}
+        )
+        assert response.status_code == 200
+        assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
+
+
+@pytest.mark.parametrize("include_usage", [True, False])
+async def test_stream_usage_only_when_asked_but_always_requested(
+    gateway: Gateway, include_usage: bool
+) -> None:
+    body = chat_body(stream=True, stream_options={"include_usage": include_usage})
+    response = await gateway.client.post("/v1/chat/completions", json=body)
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = sse_events(response.text)
+    assert events[-1] == "[DONE]"
+    payloads = [json.loads(e) for e in events[:-1]]
+    assert all(p["model"] == ALIAS for p in payloads)
+    has_usage_chunk = any(p.get("usage") and not p["choices"] for p in payloads)
+    assert has_usage_chunk is include_usage
+    sent = last_chat(gateway.engine).body
+    assert sent is not None
+    assert sent["stream_options"]["include_usage"] is True
+
+
+async def test_stream_chunks_arrive_unbuffered(gateway: Gateway) -> None:
+    # 4 chunks paced at 5/s: the first must arrive long before the stream ends.
+    body = chat_body(stream=True, fake={"chunks": 4, "tokens_per_s": 5})
+    arrivals: list[float] = []
+    start = time.perf_counter()
+    async with gateway.client.stream("POST", "/v1/chat/completions", json=body) as response:
+        async for line in response.aiter_lines():
+            if re.search(r'"content":"[^"]', line):
+                arrivals.append(time.perf_counter() - start)
+    assert len(arrivals) == 4
+    assert arrivals[-1] - arrivals[0] > 0.4  # they were spread out, not delivered at the end
+
+
+async def test_models_list_and_get(gateway: Gateway) -> None:
+    listed = (await gateway.client.get("/v1/models")).json()
+    assert listed["object"] == "list"
+    assert [m["id"] for m in listed["data"]] == [ALIAS]
+    assert set(listed["data"][0]) == {"id", "object", "created", "owned_by"}
+    one = await gateway.client.get(f"/v1/models/{ALIAS}")
+    assert one.json()["id"] == ALIAS
+    missing = await gateway.client.get("/v1/models/nope/with/slashes")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "model_not_found"
+
+
+async def test_health_ready_and_metrics(gateway: Gateway, engine: FakeEngine) -> None:
+    health = await gateway.client.get("/healthz")
+    assert health.content == b'{"status":"ok"}'
+    for _ in range(50):
+        ready = await gateway.client.get("/readyz")
+        if ready.status_code == 200:
+            break
+        await asyncio.sleep(0.05)
+    assert ready.content == b'{"status":"ok"}'
+    await gateway.client.post("/v1/chat/completions", json=chat_body(max_tokens=2))
+    await gateway.client.post("/v1/chat/completions", json=chat_body(stream=True))
+    metrics = (await gateway.client.get("/metrics")).text
+    assert (
+        'tiergate_gateway_chat_completions_total{backend="cpu",mode="json",model="tiergate-small",'
+        'outcome="ok"} 1.0' in metrics
+    )
+    assert (
+        'tiergate_gateway_tokens_total{backend="cpu",kind="completion",model="tiergate-small"}'
+        in metrics
+    )
+    assert "tiergate_gateway_time_to_first_token_seconds_bucket" in metrics
+    assert 'route="/v1/chat/completions"' in metrics
+    del engine
