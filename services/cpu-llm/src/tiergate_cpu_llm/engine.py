@@ -1,8 +1,11 @@
 """Supervising the engine child: start it, wait until it answers, restart it if it dies.
 
 The service is ready only while `Engine.ready` is true: the child is running and its
-`/health` answered 200 (llama.cpp answers 503 while it loads the model). A child that exits
-unexpectedly is restarted with exponential backoff; stopping the service stops the child.
+`/health` answered 200 (llama.cpp answers 503 while it loads the model). While it runs, the
+engine is probed every `health_interval_s`: one failure withdraws readiness, and
+`unhealthy_restarts_after` consecutive failures restart it (a hung engine is as useless as a
+dead one). A child that exits is restarted with exponential backoff; stopping the service
+stops the child.
 """
 
 from __future__ import annotations
@@ -112,11 +115,43 @@ class Engine:
             await self._wait_healthy(self.base_url)
             self.ready = True
             _log.info("engine_ready", base_url=self.base_url, model_id=self.settings.model_id)
-            code = await self._child.wait()
-            if not self._stop_requested.is_set():
-                _log.error("engine_exited", returncode=code, tail=self._tail())
+            await self._watch(self.base_url)
         finally:
             self.ready = False
+
+    async def _watch(self, base_url: str) -> None:
+        """Probe the running engine until it exits or stays unhealthy; then return."""
+        assert self._child is not None
+        exited = asyncio.ensure_future(self._child.wait())
+        failures = 0
+        try:
+            async with httpx.AsyncClient(base_url=base_url, timeout=2.0) as client:
+                while True:
+                    done, _ = await asyncio.wait({exited}, timeout=self.settings.health_interval_s)
+                    if done:
+                        if not self._stop_requested.is_set():
+                            _log.error(
+                                "engine_exited", returncode=exited.result(), tail=self._tail()
+                            )
+                        return
+                    healthy = await self._probe(client)
+                    failures = 0 if healthy else failures + 1
+                    if self.ready != healthy:
+                        _log.warning("engine_health", healthy=healthy, failures=failures)
+                    self.ready = healthy
+                    if failures >= self.settings.unhealthy_restarts_after:
+                        _log.error("engine_unhealthy_restart", failures=failures)
+                        await self._child.stop(self.settings.stop_grace_s)
+                        return
+        finally:
+            exited.cancel()
+
+    @staticmethod
+    async def _probe(client: httpx.AsyncClient) -> bool:
+        try:
+            return (await client.get("/health")).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     async def _wait_listening(self, port_file: Path) -> str:
         assert self._child is not None

@@ -39,6 +39,10 @@ class EngineSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     seed: Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)] | None = None
     ready_timeout_s: Seconds = 120.0
     stop_grace_s: Seconds = 10.0
+    health_interval_s: Seconds = 5.0
+    # Consecutive failed health checks before a running engine is restarted; readiness is
+    # withdrawn at the first failure.
+    unhealthy_restarts_after: Annotated[int, msgspec.Meta(ge=1, le=100)] = 3
     restart_backoff_s: Seconds = 1.0
     restart_backoff_max_s: Seconds = 30.0
 
