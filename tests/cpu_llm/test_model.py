@@ -51,5 +51,5 @@ def test_unreadable_file_names_the_path(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def test_missing_distribution_is_explained() -> None:
-    with pytest.raises(ModelFileError, match="set engine.model_path"):
+    with pytest.raises(ModelFileError, match=r"set engine\.model_path"):
         default_model_path("no-such-distribution-tiergate")

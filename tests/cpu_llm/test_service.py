@@ -33,11 +33,11 @@ ENGINE_ENV = {
 
 def engine_pids(service: ServiceProcess) -> list[int]:
     """Engine child pids, in start order, from the service's structured log."""
-    pids = []
-    for line in service.output().splitlines():
-        if '"child_started"' in line:
-            pids.append(int(json.loads(line)["pid"]))
-    return pids
+    return [
+        int(json.loads(line)["pid"])
+        for line in service.output().splitlines()
+        if '"child_started"' in line
+    ]
 
 
 def alive(pid: int) -> bool:
