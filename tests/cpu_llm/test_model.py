@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tiergate_cpu_llm.engine import llama_log_level
 from tiergate_cpu_llm.model import ModelFileError, default_model_path, resolve_model_path
 
 
@@ -53,3 +54,17 @@ def test_unreadable_file_names_the_path(tmp_path: Path, monkeypatch: pytest.Monk
 def test_missing_distribution_is_explained() -> None:
     with pytest.raises(ModelFileError, match=r"set engine\.model_path"):
         default_model_path("no-such-distribution-tiergate")
+
+
+@pytest.mark.parametrize(
+    ("line", "level"),
+    [
+        ("0.00.753.171 I srv    load_model: initializing", "debug"),
+        ("0.01.000.000 W srv  warning: something odd", "warning"),
+        ("0.01.000.000 E srv  failed to load model", "error"),
+        ("engine listening http://127.0.0.1:1", "info"),
+        ("", "info"),
+    ],
+)
+def test_llama_log_levels(line: str, level: str) -> None:
+    assert llama_log_level(line) == level

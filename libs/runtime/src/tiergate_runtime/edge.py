@@ -28,6 +28,7 @@ _REQUEST_ID_HEADER_BYTES = REQUEST_ID_HEADER.encode()
 _VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
 _RECORD_KEY = "tiergate_access_record"
 _access_log = structlog.get_logger("tiergate.access")
+_QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 class AccessRecord:
@@ -80,7 +81,9 @@ class AccessRecord:
         seconds = time.perf_counter() - self.started
         if self.metrics is not None:
             self.metrics.observe(self.route, self.method, self.status, seconds)
-        _access_log.info(
+        # Probes from load balancers and Prometheus would drown the log at info.
+        quiet = self.route in _QUIET_ROUTES and self.status < 500
+        (_access_log.debug if quiet else _access_log.info)(
             "request",
             request_id=self.request_id,
             method=self.method,

@@ -12,15 +12,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import logging
 import os
 import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import structlog
 
 __all__ = ["ChildProcess", "die_with_parent"]
 
 _PR_SET_PDEATHSIG = 1
+_LOG_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 _log = structlog.get_logger("tiergate.process")
 
 
@@ -45,9 +52,11 @@ class ChildProcess:
         env: Mapping[str, str] | None = None,
         *,
         capture_output: bool = True,
+        line_level: Callable[[str], str] | None = None,
     ) -> None:
         self.name = name
         self.capture_output = capture_output
+        self._line_level = line_level or (lambda _: "info")
         self.argv = list(argv)
         self.env = dict(env) if env is not None else None
         self._proc: asyncio.subprocess.Process | None = None
@@ -108,7 +117,10 @@ class ChildProcess:
             if not line:
                 continue
             self._tail = [*self._tail[-19:], line]
-            _log.info("child_output", child=self.name, line=line)
+            level = self._line_level(line)
+            _log.log(
+                _LOG_LEVELS.get(level, logging.INFO), "child_output", child=self.name, line=line
+            )
 
     async def wait(self) -> int:
         """Wait for the child to exit and return its status."""

@@ -108,7 +108,9 @@ class Engine:
         self.starts += 1
         if self._child is not None:
             await self._child.stop(self.settings.stop_grace_s)
-        self._child = ChildProcess("llama-server", self._launch(port_file))
+        self._child = ChildProcess(
+            "llama-server", self._launch(port_file), line_level=llama_log_level
+        )
         await self._child.start()
         try:
             self.base_url = await self._wait_listening(port_file)
@@ -179,6 +181,18 @@ class Engine:
                 await asyncio.sleep(_PROBE_INTERVAL_S)
         await self._child.stop(self.settings.stop_grace_s)
         raise EngineStartError(f"engine not healthy after {self.settings.ready_timeout_s} s")
+
+
+def llama_log_level(line: str) -> str:
+    """The log level of a llama.cpp output line (`0.00.003.583 I srv ...`: I, W or E).
+
+    Its per-request info lines go to debug; warnings and errors stay visible. The last lines
+    are always kept for the error logged when the engine fails to start.
+    """
+    parts = line.split(" ", 2)
+    if len(parts) >= 2 and len(parts[1]) == 1:
+        return {"I": "debug", "D": "debug", "W": "warning", "E": "error"}.get(parts[1], "info")
+    return "info"
 
 
 class EngineStartError(Exception):
