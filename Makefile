@@ -24,8 +24,9 @@ lint: setup ## ruff lint and format check
 	$(VENV_BIN)/ruff check .
 	$(VENV_BIN)/ruff format --check .
 
-typecheck: setup ## mypy --strict over every package
+typecheck: setup ## mypy --strict over every package and the tests
 	$(VENV_BIN)/mypy
+	$(VENV_BIN)/mypy tests
 
 fmt: setup ## Format and auto-fix
 	$(VENV_BIN)/ruff format .

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tiergate_testkit.services import ServiceProcess
 
@@ -61,7 +62,7 @@ def mesh() -> Iterator[Mesh]:
             yield Mesh(cpu=cpu, gateway=gateway)
 
 
-def ask(text: str) -> list[dict[str, str]]:
+def ask(text: str) -> list[ChatCompletionMessageParam]:
     return [{"role": "user", "content": text}]
 
 
@@ -185,7 +186,8 @@ def test_engine_extras_reach_llama_cpp(mesh: Mesh) -> None:
         ),
         (
             lambda c: c.chat.completions.create(
-                model=ALIAS, messages=[{"role": "robot", "content": "x"}]
+                model=ALIAS,
+                messages=[{"role": "robot", "content": "x"}],
             ),
             openai.BadRequestError,
             400,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -63,5 +64,5 @@ def last_chat(engine: FakeEngine) -> RecordedRequest:
     return [r for r in engine.requests if r.path == "/v1/chat/completions"][-1]
 
 
-def chat_body(**extra: object) -> dict[str, object]:
+def chat_body(**extra: Any) -> dict[str, Any]:
     return {"model": ALIAS, "messages": [{"role": "user", "content": "hello there"}], **extra}

@@ -170,7 +170,11 @@ async def test_raw_error_body_is_sent_as_is(http: httpx.AsyncClient) -> None:
     assert response.text == html
     assert response.headers["content-type"].startswith("text/html")
 
-    fake = {"status": 500, "error_body": "{}", "headers": {"content-type": "application/json"}}
+    fake: dict[str, Any] = {
+        "status": 500,
+        "error_body": "{}",
+        "headers": {"content-type": "application/json"},
+    }
     overridden = await http.post(CHAT, json=chat_body(**fake))
     assert overridden.headers.get_list("content-type") == ["application/json"]
 

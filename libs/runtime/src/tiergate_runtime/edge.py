@@ -48,6 +48,7 @@ class AccessRecord:
         "route",
         "started",
         "status",
+        "trace_id",
     )
 
     def __init__(self, request_id: str, method: str, metrics: HttpMetrics | None) -> None:
@@ -62,6 +63,7 @@ class AccessRecord:
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None
         self.outcome = "ok"
+        self.trace_id: str | None = None
         self.finished = False
         self.extra_headers: list[tuple[bytes, bytes]] = []
 
@@ -95,6 +97,7 @@ class AccessRecord:
             prompt_tokens=self.prompt_tokens,
             completion_tokens=self.completion_tokens,
             outcome=self.outcome,
+            trace_id=self.trace_id,
         )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from litestar import Litestar, Request, Response, get, post
 from litestar.params import FromPath
+from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
 from tiergate_gateway.catalog import Catalog
@@ -20,18 +21,27 @@ from tiergate_runtime.edge import edge_hook, request_record
 from tiergate_runtime.errors import NotFound, exception_handlers
 from tiergate_runtime.health import health_handlers
 from tiergate_runtime.metrics import metrics_handler
+from tiergate_runtime.tracing import configure_tracing
 
 __all__ = ["create_app"]
 
 
-def create_app(settings: GatewaySettings) -> Litestar:
-    """Build the gateway app from validated settings (validated again here, cheaply)."""
+def create_app(
+    settings: GatewaySettings, *, tracer_provider: TracerProvider | None = None
+) -> Litestar:
+    """Build the gateway app from validated settings (validated again here, cheaply).
+
+    `tracer_provider` overrides the one built from `settings.tracing` (tests pass an
+    in-memory exporter); with neither, no spans are made.
+    """
     validate(settings)
+    provider = tracer_provider or configure_tracing(settings.tracing, "gateway")
+    tracer = provider.get_tracer("tiergate.gateway") if provider is not None else None
     registry = CollectorRegistry()
     metrics = GatewayMetrics(registry)
     catalog = Catalog(settings)
     upstreams = {name: Upstream(name, b, metrics) for name, b in settings.backends.items()}
-    chat = ChatService(catalog, upstreams, metrics, settings.max_body_bytes)
+    chat = ChatService(catalog, upstreams, metrics, settings.max_body_bytes, tracer)
     prober = BackendProber(settings)
 
     @asynccontextmanager
@@ -43,6 +53,8 @@ def create_app(settings: GatewaySettings) -> Litestar:
             await prober.stop()
             for upstream in upstreams.values():
                 await upstream.aclose()
+            if provider is not None and tracer_provider is None:
+                provider.shutdown()  # flushes spans not yet exported
 
     @post("/v1/chat/completions", status_code=200, include_in_schema=False)
     async def chat_completions(request: Request[Any, Any, Any]) -> Response[Any]:

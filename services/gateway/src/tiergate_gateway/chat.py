@@ -19,14 +19,16 @@ import httpx
 import msgspec
 from litestar import Request, Response
 from litestar.response import Stream
+from opentelemetry.trace import Tracer
 
 from tiergate_gateway.catalog import Catalog, Route
 from tiergate_gateway.chat_request import parse_chat_request
 from tiergate_gateway.metrics import GatewayMetrics
+from tiergate_gateway.tracing import ChatSpan
 from tiergate_gateway.upstream.client import Upstream
 from tiergate_gateway.upstream.sse import SseTransformer, error_event, model_field, rewrite_model
 from tiergate_proto.openai import Usage
-from tiergate_runtime.edge import AccessRecord, request_record
+from tiergate_runtime.edge import REQUEST_ID_HEADER, AccessRecord, request_record
 from tiergate_runtime.errors import ApiError, BadGateway, GatewayTimeout, NotFound
 
 __all__ = ["ChatService"]
@@ -51,7 +53,9 @@ class ChatService:
         upstreams: dict[str, Upstream],
         metrics: GatewayMetrics,
         max_body_bytes: int,
+        tracer: Tracer | None = None,
     ) -> None:
+        self.tracer = tracer
         self.catalog = catalog
         self.upstreams = upstreams
         self.metrics = metrics
@@ -60,6 +64,17 @@ class ChatService:
     async def handle(self, request: Request[Any, Any, Any]) -> Response[Any]:
         """Validate, route and relay one chat completion."""
         record = request_record(request.scope)
+        span = ChatSpan(self.tracer, request.headers)
+        record.trace_id = span.trace_id
+        try:
+            return await self._handle(request, record, span)
+        except ApiError as exc:
+            span.end("rejected" if exc.status < 500 else "upstream_error", exc.status)
+            raise
+
+    async def _handle(
+        self, request: Request[Any, Any, Any], record: AccessRecord, span: ChatSpan
+    ) -> Response[Any]:
         parsed = await parse_chat_request(request, self.max_body_bytes)
         route = self.catalog.route(parsed.request.model)
         if route is None:
@@ -72,6 +87,7 @@ class ChatService:
         record.backend = route.backend
         record.add_header("x-tiergate-model", route.alias)
         record.add_header("x-tiergate-backend", route.backend)
+        span.set(model=route.alias, backend=route.backend, stream=parsed.request.stream)
 
         raw = parsed.raw
         raw["model"] = route.engine_model
@@ -89,11 +105,11 @@ class ChatService:
             }
         upstream = self.upstreams[route.backend]
         body = msgspec.json.encode(raw)
-        call = _Call(self.metrics, record, route, stream=stream)
+        call = _Call(self.metrics, record, route, span, stream=stream)
+        headers = {REQUEST_ID_HEADER: record.request_id}
+        span.inject(headers)
         try:
-            response = await _unless_client_leaves(
-                request, upstream.open_chat(body, record.request_id)
-            )
+            response = await _unless_client_leaves(request, upstream.open_chat(body, headers))
             if stream:
                 return Stream(
                     call.relay(response, client_wants_usage),
@@ -141,11 +157,18 @@ async def _wait_disconnect(request: Request[Any, Any, Any]) -> None:
 class _Call:
     """One relayed completion: its metrics, its log record, its outcome."""
 
-    __slots__ = ("metrics", "mode", "record", "route", "started")
+    __slots__ = ("metrics", "mode", "record", "route", "span", "started")
 
     def __init__(
-        self, metrics: GatewayMetrics, record: AccessRecord, route: Route, *, stream: bool
+        self,
+        metrics: GatewayMetrics,
+        record: AccessRecord,
+        route: Route,
+        span: ChatSpan,
+        *,
+        stream: bool,
     ) -> None:
+        self.span = span
         self.metrics = metrics
         self.record = record
         self.route = route
@@ -157,6 +180,7 @@ class _Call:
             return
         self.record.prompt_tokens = usage.prompt_tokens
         self.record.completion_tokens = usage.completion_tokens
+        self.span.set(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens)
         self.metrics.count_tokens(
             self.route.alias, self.route.backend, usage.prompt_tokens, usage.completion_tokens
         )
@@ -166,6 +190,7 @@ class _Call:
         self.metrics.chat.labels(*labels, outcome).inc()
         self.metrics.chat_duration.labels(*labels).observe(time.perf_counter() - self.started)
         self.record.outcome = outcome
+        self.span.end(outcome, self.record.status or None)
 
     async def read_whole(self, response: httpx.Response) -> bytes:
         """Read a non-streaming answer; rewrite its model; count its usage."""

@@ -14,6 +14,7 @@ import msgspec
 
 from tiergate_runtime.server import ServerSettings
 from tiergate_runtime.settings import SettingsError, load_settings
+from tiergate_runtime.tracing import TracingSettings
 
 __all__ = ["BackendSettings", "GatewaySettings", "ModelAlias", "load", "validate"]
 
@@ -85,6 +86,7 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     models: list[ModelAlias] = msgspec.field(default_factory=_default_models)
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024, le=256 * 1024 * 1024)] = 8 * 1024 * 1024
     health_probe_interval_s: Seconds = 5.0
+    tracing: TracingSettings = msgspec.field(default_factory=TracingSettings)
 
 
 def validate(settings: GatewaySettings) -> GatewaySettings:

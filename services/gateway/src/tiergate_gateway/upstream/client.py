@@ -14,7 +14,6 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from tiergate_gateway.metrics import GatewayMetrics
 from tiergate_gateway.settings import BackendSettings
 from tiergate_gateway.upstream.errors import error_from_status, error_from_transport
-from tiergate_runtime.edge import REQUEST_ID_HEADER
 
 __all__ = ["Upstream"]
 
@@ -48,11 +47,12 @@ class Upstream:
         )
         self._chat_url = "/chat/completions"
 
-    async def open_chat(self, body: bytes, request_id: str) -> httpx.Response:
-        """POST the chat request; return the open response (status < 400) or raise ApiError."""
-        request = self.client.build_request(
-            "POST", self._chat_url, content=body, headers={REQUEST_ID_HEADER: request_id}
-        )
+    async def open_chat(self, body: bytes, headers: dict[str, str]) -> httpx.Response:
+        """POST the chat request; return the open response (status < 400) or raise ApiError.
+
+        `headers` are added to the client's own (request id, trace context).
+        """
+        request = self.client.build_request("POST", self._chat_url, content=body, headers=headers)
         try:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception_type(httpx.ConnectError),
