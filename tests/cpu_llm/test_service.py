@@ -7,14 +7,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tiergate_testkit.services import ServiceProcess
+from tiergate_testkit.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -50,13 +50,8 @@ def alive(pid: int) -> bool:
     return stat.exists() and stat.read_text().split()[2] != "Z"
 
 
-def wait_for(predicate: object, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    assert wait_until(predicate, timeout_s), f"timed out after {timeout_s} s waiting for {what}"
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
 from tiergate_testkit.services import ServiceProcess
+from tiergate_testkit.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -246,15 +247,6 @@ def test_raw_error_cases(
 def busy_slots(mesh: Mesh) -> int:
     slots = httpx.get(f"{mesh.cpu.base_url}/slots", timeout=5).json()
     return sum(1 for s in slots if s.get("is_processing"))
-
-
-def wait_until(predicate: Any, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_client_disconnect_mid_stream_stops_the_engine(mesh: Mesh) -> None:
