@@ -19,6 +19,9 @@ from tiergate_testkit.fake_engine import FakeEngine
 from .conftest import ALIAS, BODY_LIMIT, Gateway, chat_body, gateway_settings, last_chat
 
 CHAT = "/v1/chat/completions"
+TRACEBACK_ENVELOPE = json.dumps(
+    {"error": {"message": "Traceback (most recent call last): KeyError: 'secret-internal'"}}
+)
 
 
 def assert_envelope(response: httpx.Response, status: int) -> dict[str, Any]:
@@ -175,20 +178,35 @@ async def test_framework_errors_are_envelopes(
 @pytest.mark.parametrize(
     ("fake", "status", "retry_after", "message_part"),
     [
-        ({"status": 500}, 502, None, "failed (status 500)"),
+        ({"status": 500}, 502, "1", "failed (status 500)"),
         (
             {"status": 500, "error_body": "<html><body>Internal trace at line 3</body></html>"},
             502,
-            None,
+            "1",
             "failed (status 500)",
         ),
+        ({"status": 500, "error_body": TRACEBACK_ENVELOPE}, 502, "1", "failed (status 500)"),
+        ({"status": 401}, 502, "1", "failed (status 401)"),
+        (
+            {"status": 404, "error_body": '{"error": "model engine-small not found"}'},
+            502,
+            "1",
+            "failed (status 404)",
+        ),
         ({"status": 503, "headers": {"Retry-After": "7"}}, 503, "7", "unavailable"),
+        (
+            {"status": 503, "headers": {"Retry-After": "Wed, 21 Oct 2026 07:28:00 GMT"}},
+            503,
+            "2",
+            "unavailable",
+        ),
+        ({"status": 503, "headers": {"Retry-After": "999999"}}, 503, "3600", "unavailable"),
         ({"status": 503}, 503, "2", "unavailable"),
         ({"status": 429, "headers": {"Retry-After": "9"}}, 429, "9", ""),
         ({"status": 400}, 400, None, ""),
         ({"status": 422, "error_body": '{"detail": "bad stuff"}'}, 422, None, "bad stuff"),
         ({"status": 504}, 504, None, "timed out"),
-        ({"drop_before_headers": True}, 502, None, "without an answer"),
+        ({"drop_before_headers": True}, 502, "1", "without an answer"),
         ({"header_delay_s": 5}, 504, None, "did not answer in time"),
         ({"malformed": True}, 502, None, "invalid answer"),
     ],
@@ -203,9 +221,38 @@ async def test_upstream_failures_before_first_byte(
     response = await gateway.client.post(CHAT, json=chat_body(fake=fake))
     error = assert_envelope(response, status)
     assert message_part in error["message"]
-    assert "<html>" not in error["message"]
+    for leaked in ("<html>", "Traceback", "secret-internal", "engine-small"):
+        assert leaked not in error["message"]
     assert response.headers.get("retry-after") == retry_after
     assert response.headers["x-tiergate-backend"] == "cpu"
+
+
+@pytest.mark.parametrize(
+    "fake",
+    [
+        {"headers": {"content-type": "application/json"}},  # a JSON answer to a stream request
+        {"status": 500},
+    ],
+)
+async def test_stream_request_gets_an_envelope_unless_upstream_streams(
+    gateway: Gateway, fake: dict[str, Any]
+) -> None:
+    response = await gateway.client.post(CHAT, json=chat_body(stream=True, fake=fake))
+    assert_envelope(response, 502)
+    assert response.headers["retry-after"] == "1"
+
+
+async def test_upstream_is_asked_for_uncompressed_bytes(gateway: Gateway) -> None:
+    await gateway.client.post(CHAT, json=chat_body(stream=True))
+    assert last_chat(gateway.engine).headers["accept-encoding"] == "identity"
+
+
+async def test_deeply_nested_json_is_400(gateway: Gateway) -> None:
+    body = b'{"model": "tiergate-small", "x": ' + b"[" * 1900 + b"]" * 1900 + b"}"
+    response = await gateway.client.post(
+        CHAT, content=body, headers={"content-type": "application/json"}
+    )
+    assert assert_envelope(response, 400)["code"] == "invalid_json"
 
 
 async def test_upstream_4xx_envelope_is_relayed(gateway: Gateway) -> None:

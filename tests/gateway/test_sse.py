@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from tiergate_gateway.upstream.sse import SseTransformer, error_event, model_field, rewrite_model
+from tiergate_gateway.upstream.sse import (
+    MAX_PENDING_BYTES,
+    SseOverflow,
+    SseTransformer,
+    error_event,
+    model_field,
+    rewrite_model,
+)
 
 
 def chunk(
@@ -108,16 +115,68 @@ def test_null_usage_is_not_probed_and_relayed() -> None:
     assert sse.usage is None
 
 
-def test_comments_and_other_fields_relayed_as_is() -> None:
+def test_comment_only_events_relayed_as_is() -> None:
     sse = SseTransformer("m", client_wants_usage=False)
     assert sse.feed(b": ping\n\n") == b": ping\n\n"
-    assert sse.feed(b"event: x\ndata: [DONE]\n\n") == b"event: x\ndata: [DONE]\n\n"
 
 
-def test_multiline_data_is_joined() -> None:
+def test_event_and_id_lines_kept_and_data_still_processed() -> None:
+    sse = SseTransformer("m", client_wants_usage=False)
+    raw = b"id: 7\nevent: chunk\n" + chunk("x", model="engine-id")
+    out = sse.feed(raw + b"event: end\ndata: [DONE]\n\n")
+    first, second = out.split(b"\n\n")[:2]
+    assert first.startswith(b"id: 7\nevent: chunk\ndata: ")
+    assert b'"model":"m"' in first
+    assert b"engine-id" not in out
+    assert second == b"event: end\ndata: [DONE]"
+    assert sse.saw_done
+
+
+def test_comment_before_data_does_not_hide_the_data() -> None:
+    sse = SseTransformer("m", client_wants_usage=False)
+    out = sse.feed(b": keepalive\n" + chunk("x"))
+    assert out.startswith(b": keepalive\ndata: ")
+    assert b'"model":"m"' in out
+    assert sse.first_token_at is not None
+
+
+def test_runs_of_blank_lines_between_events() -> None:
+    sse = SseTransformer("m", client_wants_usage=False)
+    out = sse.feed(chunk("a", finish="stop") + b"\n\n\n" + b"data: [DONE]\n\n")
+    assert out.endswith(b"\n\ndata: [DONE]\n\n")
+    assert b"\n\n\n" not in out
+    assert sse.saw_done
+
+
+def test_multiline_data_is_one_data_line_per_payload_line() -> None:
     sse = SseTransformer("m", client_wants_usage=False)
     out = sse.feed(b'data: {"model":"e",\ndata: "choices":[]}\n\n')
-    assert json.loads(out[len(b"data: ") :]) == {"model": "m", "choices": []}
+    assert out == b'data: {"model":"m",\ndata: "choices":[]}\n\n'
+    # What a spec-following client (the openai SDK's decoder) reassembles:
+    joined = "\n".join(line[6:] for line in out.decode().splitlines() if line.startswith("data: "))
+    assert json.loads(joined) == {"model": "m", "choices": []}
+
+
+def test_data_field_without_space_and_unknown_fields() -> None:
+    sse = SseTransformer("m", client_wants_usage=False)
+    out = sse.feed(b'database: x\ndata:{"model":"e"}\n\n')
+    assert out == b'database: x\ndata: {"model":"m"}\n\n'
+
+
+def test_oversized_event_raises_instead_of_growing() -> None:
+    sse = SseTransformer("m", client_wants_usage=False)
+    piece = b"x" * 65536
+    for _ in range(MAX_PENDING_BYTES // len(piece)):
+        assert sse.feed(piece) == b""
+    with pytest.raises(SseOverflow):
+        sse.feed(piece)
+
+
+def test_large_event_split_in_many_reads_is_found() -> None:
+    sse = SseTransformer("m", client_wants_usage=False)
+    event = chunk("y" * 200_000)
+    out = b"".join(sse.feed(event[i : i + 1000]) for i in range(0, len(event), 1000))
+    assert json.loads(out[6:])["choices"][0]["delta"]["content"] == "y" * 200_000
 
 
 def test_first_token_seen_only_on_content() -> None:
@@ -130,9 +189,10 @@ def test_first_token_seen_only_on_content() -> None:
     assert sse.first_token_at is not None
 
 
-def test_upstream_error_event_is_relayed_and_noted() -> None:
+@pytest.mark.parametrize("prefix", [b'{"error"', b'{ "error" '])
+def test_upstream_error_event_is_relayed_and_noted(prefix: bytes) -> None:
     sse = SseTransformer("m", client_wants_usage=False)
-    raw = b'data: {"error":{"message":"boom","type":"server_error"}}\n\n'
+    raw = b"data: " + prefix + b':{"message":"boom","type":"server_error"}}\n\n'
     assert sse.feed(raw) == raw
     assert sse.saw_error
 

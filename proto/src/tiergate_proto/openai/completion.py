@@ -1,6 +1,8 @@
 """Chat completion responses: ``ChatCompletion``, stream chunks ``ChatCompletionChunk``, usage."""
 
-from typing import Literal
+from typing import Annotated, Literal
+
+from msgspec import Meta
 
 from tiergate_proto.openai.base import WireStruct
 from tiergate_proto.openai.messages import FunctionCall, ToolCall
@@ -29,12 +31,16 @@ class CompletionTokensDetails(WireStruct, kw_only=True, frozen=True):
     rejected_prediction_tokens: int | None = None
 
 
+TokenCount = Annotated[int, Meta(ge=0)]
+"""A token count; an engine reporting a negative one is sending garbage."""
+
+
 class Usage(WireStruct, kw_only=True, frozen=True):
     """Token accounting for a whole completion (all choices)."""
 
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
+    prompt_tokens: TokenCount
+    completion_tokens: TokenCount
+    total_tokens: TokenCount
     prompt_tokens_details: PromptTokensDetails | None = None
     completion_tokens_details: CompletionTokensDetails | None = None
 

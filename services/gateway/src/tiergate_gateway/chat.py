@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import httpx
 import msgspec
+import structlog
 from litestar import Request, Response
 from litestar.response import Stream
 from opentelemetry.trace import Tracer
@@ -26,7 +27,14 @@ from tiergate_gateway.chat_request import parse_chat_request
 from tiergate_gateway.metrics import GatewayMetrics
 from tiergate_gateway.tracing import ChatSpan
 from tiergate_gateway.upstream.client import Upstream
-from tiergate_gateway.upstream.sse import SseTransformer, error_event, model_field, rewrite_model
+from tiergate_gateway.upstream.sse import (
+    MAX_PENDING_BYTES,
+    SseOverflow,
+    SseTransformer,
+    error_event,
+    model_field,
+    rewrite_model,
+)
 from tiergate_proto.openai import Usage
 from tiergate_runtime.edge import REQUEST_ID_HEADER, AccessRecord, request_record
 from tiergate_runtime.errors import ApiError, BadGateway, GatewayTimeout, NotFound
@@ -34,6 +42,7 @@ from tiergate_runtime.errors import ApiError, BadGateway, GatewayTimeout, NotFou
 __all__ = ["ChatService"]
 
 T = TypeVar("T")
+_log = structlog.get_logger("tiergate.gateway.chat")
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
@@ -70,6 +79,9 @@ class ChatService:
             return await self._handle(request, record, span)
         except ApiError as exc:
             span.end("rejected" if exc.status < 500 else "upstream_error", exc.status)
+            raise
+        except Exception:
+            span.end("failed", 500)
             raise
 
     async def _handle(
@@ -109,7 +121,9 @@ class ChatService:
         headers = {REQUEST_ID_HEADER: record.request_id}
         span.inject(headers)
         try:
-            response = await _unless_client_leaves(request, upstream.open_chat(body, headers))
+            response = await _unless_client_leaves(
+                request, upstream.open_chat(body, headers, stream=stream)
+            )
             if stream:
                 return Stream(
                     call.relay(response, client_wants_usage),
@@ -117,8 +131,8 @@ class ChatService:
                     headers=_SSE_HEADERS,
                 )
             content = await _unless_client_leaves(request, call.read_whole(response))
-        except ApiError:
-            call.finish("upstream_error")
+        except ApiError as exc:
+            call.finish("upstream_rejected" if exc.status < 500 else "upstream_error")
             raise
         except _ClientGone:
             call.finish("client_disconnected")
@@ -137,6 +151,9 @@ async def _unless_client_leaves(request: Request[Any, Any, Any], work: Awaitable
     watcher = asyncio.ensure_future(_wait_disconnect(request))
     try:
         await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()  # we are being cancelled (shutdown): do not leave the call running
+        raise
     finally:
         watcher.cancel()
     if not task.done():
@@ -235,6 +252,15 @@ class _Call:
                     code="upstream_stream_error",
                 )
                 return
+            except SseOverflow:
+                self.metrics.upstream_error(self.route.backend, "midstream")
+                outcome = "upstream_error"
+                yield error_event(
+                    f"The {self.route.backend} backend sent an event larger than "
+                    f"{MAX_PENDING_BYTES} bytes.",
+                    code="upstream_stream_error",
+                )
+                return
             if sse.saw_error:
                 outcome = "upstream_error"
             elif sse.saw_done:
@@ -252,12 +278,19 @@ class _Call:
                 )
         finally:
             await response.aclose()
+            self._account_stream(sse, outcome)
+
+    def _account_stream(self, sse: SseTransformer, outcome: str) -> None:
+        """Metrics, span and log for a finished stream; must not raise (it runs in `finally`)."""
+        try:
             if sse.first_token_at is not None:
                 self.metrics.ttft.labels(self.route.alias, self.route.backend).observe(
                     sse.first_token_at - self.started
                 )
             self.count_usage(sse.usage)
             self.finish(outcome)
-            if outcome == "client_disconnected":
-                # No last body message will go out, so the edge cannot finish the record.
-                self.record.finish()
+        except Exception:
+            _log.exception("stream_accounting_failed", backend=self.route.backend)
+        if outcome == "client_disconnected":
+            # No last body message will go out, so the edge cannot finish the record.
+            self.record.finish()

@@ -75,6 +75,10 @@ async def parse_chat_request(request: Request[Any, Any, Any], limit: int) -> Par
         raise InvalidRequest(
             f"The request body is not valid JSON: {exc}.", code="invalid_json"
         ) from None
+    except RecursionError:  # a few KB of "[[[[..." must be a 400, not a 500 (issue 2 review)
+        raise InvalidRequest(
+            "The request body is nested too deeply.", code="invalid_json"
+        ) from None
     if not isinstance(raw, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
     try:

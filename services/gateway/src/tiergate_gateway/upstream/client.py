@@ -14,6 +14,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from tiergate_gateway.metrics import GatewayMetrics
 from tiergate_gateway.settings import BackendSettings
 from tiergate_gateway.upstream.errors import error_from_status, error_from_transport
+from tiergate_runtime.errors import BadGateway
 
 __all__ = ["Upstream"]
 
@@ -28,7 +29,8 @@ class Upstream:
         self.name = name
         self.settings = settings
         self._metrics = metrics
-        headers = {"content-type": "application/json"}
+        # identity: we relay raw bytes, and a compressed stream could not be re-framed.
+        headers = {"content-type": "application/json", "accept-encoding": "identity"}
         if settings.api_key:
             headers["authorization"] = f"Bearer {settings.api_key}"
         self.client = httpx.AsyncClient(
@@ -47,10 +49,14 @@ class Upstream:
         )
         self._chat_url = "/chat/completions"
 
-    async def open_chat(self, body: bytes, headers: dict[str, str]) -> httpx.Response:
-        """POST the chat request; return the open response (status < 400) or raise ApiError.
+    async def open_chat(
+        self, body: bytes, headers: dict[str, str], *, stream: bool
+    ) -> httpx.Response:
+        """POST the chat request; return the open response or raise a safe ApiError.
 
-        `headers` are added to the client's own (request id, trace context).
+        The response is returned only if it is a 2xx of the expected kind (an event stream
+        when `stream`), so that nothing is committed to the client for an answer we cannot
+        relay. `headers` are added to the client's own (request id, trace context).
         """
         request = self.client.build_request("POST", self._chat_url, content=body, headers=headers)
         try:
@@ -66,8 +72,24 @@ class Upstream:
             error, kind = error_from_transport(self.name, exc)
             self._metrics.upstream_error(self.name, kind)
             raise error from exc
-        if response.status_code < 400:
-            return response
+        if 200 <= response.status_code < 300:
+            content_type = response.headers.get("content-type", "")
+            if not stream or content_type.startswith("text/event-stream"):
+                return response
+            await response.aclose()
+            self._metrics.upstream_error(self.name, "protocol")
+            raise BadGateway(
+                f"The {self.name} backend answered a stream request with {content_type or 'no'}"
+                " content type.",
+                retry_after=1,
+            )
+        if response.status_code < 400:  # 1xx/3xx: httpx follows no redirects, nor do we
+            await response.aclose()
+            self._metrics.upstream_error(self.name, "protocol")
+            raise BadGateway(
+                f"The {self.name} backend answered with status {response.status_code}.",
+                retry_after=1,
+            )
         try:
             body_bytes = await _read_bounded(response, _MAX_ERROR_BODY)
         except httpx.HTTPError:

@@ -1,8 +1,12 @@
 """Mapping an upstream's error answer or failure to our envelope, with the right status.
 
-Before the first byte reaches the client any upstream failure becomes a clean envelope:
-refused/unreachable → 503 + Retry-After, no bytes in time → 504, broken answer → 502, an
-upstream 4xx → the same status with the upstream's message, 429/503 keep Retry-After.
+Before the first byte reaches the client any upstream failure becomes a clean envelope
+(issue 2): refused/unreachable → 503 + Retry-After, no bytes in time → 504, broken or
+unexpected answer → 502 + Retry-After. An upstream 4xx that is the client's fault (400, 413,
+422, 429) keeps its status and message; one that is ours — the gateway's key refused (401/403),
+the engine not knowing the configured model (404) — is a 502, because the client can do
+nothing about it. Upstream text is quoted only when it is a short, single-line message: never a
+5xx body, markup or a traceback. The detail is always in our log.
 """
 
 from __future__ import annotations
@@ -11,69 +15,87 @@ from typing import Any
 
 import httpx
 import msgspec
+import structlog
 
 from tiergate_gateway.metrics import UpstreamErrorKind
-from tiergate_runtime.errors import (
-    ApiError,
-    BadGateway,
-    GatewayTimeout,
-    ServiceUnavailable,
-)
+from tiergate_runtime.errors import ApiError, BadGateway, GatewayTimeout, ServiceUnavailable
 
-__all__ = ["error_from_status", "error_from_transport", "upstream_message"]
+__all__ = ["error_from_status", "error_from_transport", "retry_after", "upstream_message"]
 
+_log = structlog.get_logger("tiergate.gateway.upstream")
 _MAX_MESSAGE = 500
+_MAX_CODE = 64
+_CLIENT_FAULT = frozenset({400, 413, 422, 429})
+_RETRY_AFTER_MAX_S = 3600
+
+
+def _quotable(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if not text or "\n" in text or "<" in text or "Traceback" in text:
+        return None
+    return text[:_MAX_MESSAGE]
 
 
 def upstream_message(body: bytes) -> tuple[str | None, str | None, str | None, str | None]:
     """(message, type, param, code) from an upstream error body in any common shape.
 
-    OpenAI/llama.cpp/vLLM: `{"error": {"message", "type", "param", "code"}}`; also
-    `{"error": "text"}`, FastAPI's `{"detail": ...}`, `{"message": ...}`, or short plain text.
-    Markup (an HTML error page from a proxy, a framework's debug page) is never quoted.
+    OpenAI/llama.cpp/vLLM: `{"error": {"message", "type", "param", "code"}}` (vLLM's code is
+    an int); also `{"error": "text"}`, FastAPI's `{"detail": ...}`, `{"message": ...}`, or
+    short plain text. Anything that is not a short single line is dropped.
     """
     try:
         data: Any = msgspec.json.decode(body)
     except msgspec.DecodeError:
-        text = body.decode("utf-8", "replace").strip()
-        if not text or "<" in text or "\n" in text:
-            return None, None, None, None
-        return text[:_MAX_MESSAGE], None, None, None
-    if isinstance(data, dict):
-        error = data.get("error", data)
-        if isinstance(error, str):
-            return error[:_MAX_MESSAGE], None, None, None
-        if isinstance(error, dict):
-            message = error.get("message", error.get("detail"))
-            if message is not None and not isinstance(message, str):
-                message = msgspec.json.encode(message).decode()
-            code = error.get("code")
-            return (
-                message[:_MAX_MESSAGE] if isinstance(message, str) else None,
-                error.get("type") if isinstance(error.get("type"), str) else None,
-                error.get("param") if isinstance(error.get("param"), str) else None,
-                str(code) if code is not None else None,
-            )
-    return None, None, None, None
+        return _quotable(body.decode("utf-8", "replace")), None, None, None
+    except RecursionError:
+        return None, None, None, None
+    if not isinstance(data, dict):
+        return None, None, None, None
+    error = data.get("error", data)
+    if isinstance(error, str):
+        return _quotable(error), None, None, None
+    if not isinstance(error, dict):
+        return None, None, None, None
+    message = error.get("message", error.get("detail"))
+    code = error.get("code")
+    error_type = error.get("type")
+    param = error.get("param")
+    return (
+        _quotable(message),
+        error_type[:_MAX_CODE] if isinstance(error_type, str) else None,
+        param[:_MAX_MESSAGE] if isinstance(param, str) else None,
+        str(code)[:_MAX_CODE] if isinstance(code, str | int) else None,
+    )
 
 
-def _retry_after(headers: httpx.Headers, default: int) -> int:
-    raw = headers.get("retry-after", "")
-    return int(raw) if raw.isdigit() else default
+def retry_after(headers: httpx.Headers, default: int) -> int:
+    """The upstream's Retry-After in whole seconds (1..3600), or `default`."""
+    raw = headers.get("retry-after", "").strip()
+    if raw.isascii() and raw.isdigit():
+        return min(max(int(raw), 1), _RETRY_AFTER_MAX_S)
+    return default
 
 
 def error_from_status(backend: str, status: int, headers: httpx.Headers, body: bytes) -> ApiError:
     """The error to send for an upstream answer with status >= 400."""
     message, error_type, param, code = upstream_message(body)
+    _log.warning(
+        "upstream_error_status",
+        backend=backend,
+        status=status,
+        body=body[:_MAX_MESSAGE].decode("utf-8", "replace"),
+    )
     if status == 429:
         return ApiError(
             message or f"The {backend} backend is rate limited.",
             status=429,
             error_type=error_type or "rate_limit_error",
             code=code or "upstream_rate_limited",
-            retry_after=_retry_after(headers, 1),
+            retry_after=retry_after(headers, 1),
         )
-    if 400 <= status < 500:
+    if status in _CLIENT_FAULT:
         return ApiError(
             message or f"The {backend} backend rejected the request (status {status}).",
             status=status,
@@ -83,13 +105,12 @@ def error_from_status(backend: str, status: int, headers: httpx.Headers, body: b
         )
     if status == 503:
         return ServiceUnavailable(
-            f"The {backend} backend is unavailable" + (f": {message}" if message else "."),
-            retry_after=_retry_after(headers, 2),
+            f"The {backend} backend is unavailable.", retry_after=retry_after(headers, 2)
         )
     if status == 504:
         return GatewayTimeout(f"The {backend} backend timed out.")
     return BadGateway(
-        f"The {backend} backend failed (status {status})" + (f": {message}" if message else ".")
+        f"The {backend} backend failed (status {status}).", code="upstream_error", retry_after=1
     )
 
 
@@ -105,4 +126,9 @@ def error_from_transport(backend: str, exc: httpx.HTTPError) -> tuple[ApiError, 
         ), "connect"
     if isinstance(exc, httpx.TimeoutException):
         return GatewayTimeout(f"The {backend} backend did not answer in time."), "timeout"
-    return BadGateway(f"The {backend} backend closed the connection without an answer."), "protocol"
+    return (
+        BadGateway(
+            f"The {backend} backend closed the connection without an answer.", retry_after=1
+        ),
+        "protocol",
+    )

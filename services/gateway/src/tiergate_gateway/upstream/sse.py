@@ -18,7 +18,7 @@ import msgspec
 
 from tiergate_proto.openai import Usage
 
-__all__ = ["SseTransformer", "error_event", "rewrite_model"]
+__all__ = ["MAX_PENDING_BYTES", "SseOverflow", "SseTransformer", "error_event", "rewrite_model"]
 
 DONE_EVENT = b"data: [DONE]\n\n"
 # Only a real top-level key can match: inside a JSON string the quotes would be escaped.
@@ -26,6 +26,9 @@ _MODEL_FIELD = re.compile(rb'"model"\s*:\s*"(?:[^"\\]|\\.)*"')
 _FINISH = re.compile(rb'"finish_reason"\s*:\s*"')
 _FIRST_TOKEN = re.compile(rb'"(?:content|reasoning_content)"\s*:\s*"[^"]|"tool_calls"\s*:\s*\[')
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
+_ERROR_START = re.compile(rb'\{\s*"error"\s*:')
+# One event may carry a long tool-call argument or a base64 image, but not more than this.
+MAX_PENDING_BYTES = 1 << 20
 
 
 class _UsageProbe(msgspec.Struct):
@@ -36,6 +39,23 @@ class _UsageProbe(msgspec.Struct):
 
 
 _probe_decoder = msgspec.json.Decoder(_UsageProbe)
+
+
+class SseOverflow(Exception):
+    """The upstream sent more than MAX_PENDING_BYTES without completing an event."""
+
+
+def _field_value(line: bytes) -> bytes:
+    """The value of an SSE `data` line: after the colon, minus one leading space."""
+    value = line[5:]
+    return value[1:] if value[:1] == b" " else value
+
+
+def _frame(payload: bytes) -> bytes:
+    """One SSE event carrying `payload`; one `data:` line per payload line, as the spec says."""
+    if b"\n" not in payload:
+        return b"data: " + payload + b"\n\n"
+    return b"".join(b"data: " + line + b"\n" for line in payload.split(b"\n")) + b"\n"
 
 
 def model_field(alias: str) -> bytes:
@@ -61,6 +81,7 @@ class SseTransformer:
         "_buffer",
         "_client_wants_usage",
         "_model_field",
+        "_scanned",
         "first_token_at",
         "saw_done",
         "saw_error",
@@ -71,7 +92,8 @@ class SseTransformer:
     def __init__(self, alias: str, *, client_wants_usage: bool) -> None:
         self._model_field = model_field(alias)
         self._client_wants_usage = client_wants_usage
-        self._buffer = b""
+        self._buffer = bytearray()
+        self._scanned = 0
         self.usage: Usage | None = None
         self.saw_done = False
         self.saw_finish = False
@@ -79,21 +101,33 @@ class SseTransformer:
         self.first_token_at: float | None = None
 
     def feed(self, chunk: bytes) -> bytes:
-        """Consume upstream bytes; return complete, transformed events to send now."""
-        buffer = self._buffer + chunk if self._buffer else chunk
-        if b"\r" in buffer:
-            buffer = buffer.replace(b"\r\n", b"\n")
+        """Consume upstream bytes; return complete, transformed events to send now.
+
+        Raises SseOverflow when more than MAX_PENDING_BYTES arrive without ending an event
+        (an upstream that never sends a blank line must not grow our memory without bound).
+        """
+        buffer = self._buffer
+        if b"\r" in chunk:
+            chunk = chunk.replace(b"\r\n", b"\n")
+        if buffer.endswith(b"\r") and chunk.startswith(b"\n"):
+            del buffer[-1:]  # a CRLF split across two reads
+        buffer += chunk
         out: list[bytes] = []
         start = 0
+        # Resume where the last search stopped (one byte back for a split "\n\n").
+        position = self._scanned
         while True:
-            end = buffer.find(b"\n\n", start)
+            end = buffer.find(b"\n\n", position)
             if end < 0:
                 break
-            event = self._event(buffer[start:end])
+            event = self._event(bytes(buffer[start:end]))
             if event:
                 out.append(event)
-            start = end + 2
-        self._buffer = buffer[start:]
+            start = position = end + 2
+        del buffer[:start]
+        self._scanned = max(len(buffer) - 1, 0)
+        if len(buffer) > MAX_PENDING_BYTES:
+            raise SseOverflow(f"an event grew past {MAX_PENDING_BYTES} bytes")
         return b"".join(out)
 
     def pending(self) -> bool:
@@ -101,28 +135,36 @@ class SseTransformer:
         return bool(self._buffer.strip())
 
     def _event(self, raw: bytes) -> bytes:
-        if not raw.startswith(b"data:"):
-            # Comments (keep-alive pings), `event:`/`id:` lines: relay as they are.
-            return raw + b"\n\n" if raw.strip() else b""
-        payload = raw[5:].lstrip(b" ")
-        if b"\ndata:" in payload:  # multi-line data: join per the SSE spec
-            payload = b"\n".join(
-                line[5:].lstrip(b" ") if line.startswith(b"data:") else line
-                for line in payload.split(b"\n")
-            )
+        raw = raw.strip(b"\n")  # runs of blank lines between events
+        if not raw:
+            return b""
+        if raw.startswith(b"data:") and b"\n" not in raw:  # the usual case: one data line
+            return self._data(_field_value(raw), b"")
+        data: list[bytes] = []
+        other: list[bytes] = []
+        for line in raw.split(b"\n"):
+            if line.startswith(b"data:") or line == b"data":
+                data.append(_field_value(line))
+            else:
+                other.append(line)  # id:, event:, retry: and comments, relayed as they are
+        if not data:
+            return raw + b"\n\n"
+        return self._data(b"\n".join(data), b"".join(line + b"\n" for line in other))
+
+    def _data(self, payload: bytes, prefix: bytes) -> bytes:
         if payload == b"[DONE]":
             self.saw_done = True
-            return DONE_EVENT
-        if payload.startswith(b'{"error"'):
+            return prefix + DONE_EVENT
+        if _ERROR_START.match(payload) is not None:
             self.saw_error = True
-            return b"data: " + payload + b"\n\n"
+            return prefix + _frame(payload)
         if _USAGE_OBJECT.search(payload) is not None and self._take_usage(payload):
             return b""
         if self.first_token_at is None and _FIRST_TOKEN.search(payload) is not None:
             self.first_token_at = time.perf_counter()
         if not self.saw_finish and _FINISH.search(payload) is not None:
             self.saw_finish = True
-        return b"data: " + rewrite_model(payload, self._model_field) + b"\n\n"
+        return prefix + _frame(rewrite_model(payload, self._model_field))
 
     def _take_usage(self, payload: bytes) -> bool:
         """Record usage; True if the event is the usage-only chunk the client did not ask for."""
