@@ -118,6 +118,9 @@ async def test_models_list_and_get(gateway: Gateway) -> None:
     assert set(listed["data"][0]) == {"id", "object", "created", "owned_by"}
     one = await gateway.client.get(f"/v1/models/{ALIAS}")
     assert one.json()["id"] == ALIAS
+    head = await gateway.client.head("/v1/models")
+    assert head.status_code == 200
+    assert not head.content
     missing = await gateway.client.get("/v1/models/nope/with/slashes")
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "model_not_found"
@@ -126,6 +129,7 @@ async def test_models_list_and_get(gateway: Gateway) -> None:
 async def test_health_ready_and_metrics(gateway: Gateway, engine: FakeEngine) -> None:
     health = await gateway.client.get("/healthz")
     assert health.content == b'{"status":"ok"}'
+    assert (await gateway.client.head("/healthz")).status_code == 200
     for _ in range(50):
         ready = await gateway.client.get("/readyz")
         if ready.status_code == 200:

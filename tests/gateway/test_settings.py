@@ -86,7 +86,7 @@ def test_good_config_and_env_override(tmp_path: Path) -> None:
         (
             GOOD.replace('id = "tiergate-small"', 'id = ""'),
             {},
-            "invalid setting models[0].id: Expected `str` of length >= 1",
+            "invalid setting models[0].id: Expected `str` matching regex",
         ),
         (GOOD, {"MAX_BODY_BYTES": "10"}, "invalid setting max_body_bytes: Expected `int` >= 1024"),
         (

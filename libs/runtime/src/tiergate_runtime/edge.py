@@ -142,6 +142,9 @@ def edge_hook(metrics: HttpMetrics) -> Callable[[Any, Any], Awaitable[None]]:
             headers.extend(record.extra_headers)
             message["headers"] = headers
         elif kind == "http.response.body" and not message.get("more_body", False):
-            record.finish()
+            try:
+                record.finish()
+            except Exception:
+                record.finished = True
 
     return before_send

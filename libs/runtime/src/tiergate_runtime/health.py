@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from litestar import Response, get
+from litestar import Response, route
 from litestar.handlers import HTTPRouteHandler
 
 from tiergate_runtime.errors import ServiceUnavailable
@@ -25,11 +25,11 @@ def health_handlers(is_ready: Callable[[], str | None]) -> list[HTTPRouteHandler
     message (with Retry-After) — never internal detail beyond that one sentence.
     """
 
-    @get("/healthz", sync_to_thread=False, include_in_schema=False)
+    @route("/healthz", http_method=["GET", "HEAD"], sync_to_thread=False, include_in_schema=False)
     def healthz() -> Response[bytes]:
         return _ok()
 
-    @get("/readyz", sync_to_thread=False, include_in_schema=False)
+    @route("/readyz", http_method=["GET", "HEAD"], sync_to_thread=False, include_in_schema=False)
     def readyz() -> Response[bytes]:
         reason = is_ready()
         if reason is not None:

@@ -31,13 +31,16 @@ _LOG_LEVELS = {
 _log = structlog.get_logger("tiergate.process")
 
 
+# Loaded once in the parent: dlopen() after fork in a threaded process could deadlock.
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
 def die_with_parent(sig: int = signal.SIGTERM) -> None:
     """Ask the kernel to send `sig` to this process when its parent exits (Linux).
 
     Safe to call in a freshly forked child before exec: the setting survives exec.
     """
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:
+    if _libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:
         errno = ctypes.get_errno()
         raise OSError(errno, os.strerror(errno))
 

@@ -1,25 +1,31 @@
 """A transparent reverse proxy to an engine's HTTP API, streaming the answer through unbuffered.
 
 Used by the model services (cpu-llm, later gpu-llm) to expose their engine's `/v1` API on their
-own port. Bodies are relayed byte for byte; only hop-by-hop headers are dropped. When the
-client goes away mid-stream the upstream response is closed at once, so the engine sees the
-connection close and stops generating. Failures to reach the engine become envelopes:
-refused → 503 with Retry-After, timeout → 504, broken answer → 502.
+own port. Bodies are relayed byte for byte; only hop-by-hop headers are dropped. Paths with
+dot segments or encoded slashes are refused, so a request routed as `/v1/...` cannot reach
+another engine endpoint. When the client goes away — while the engine is still thinking, or
+mid-stream — the upstream request is closed at once, so the engine stops generating. Failures
+to reach the engine become envelopes (see `tiergate_runtime.upstream.transport_error`); a
+failure mid-stream aborts the client connection, the only honest signal left once the status
+line went out.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import structlog
 from litestar import Request, Response
 from litestar.response import Stream
 
-from tiergate_runtime.edge import REQUEST_ID_HEADER, request_record
-from tiergate_runtime.errors import BadGateway, GatewayTimeout, ServiceUnavailable
+from tiergate_runtime.edge import REQUEST_ID_HEADER, AccessRecord, request_record
+from tiergate_runtime.errors import NotFound
+from tiergate_runtime.upstream import ClientGone, transport_error, unless_client_leaves
 
-__all__ = ["HOP_BY_HOP", "ReverseProxy"]
+__all__ = ["HOP_BY_HOP", "ReverseProxy", "UpstreamBrokeOff", "safe_path"]
 
 HOP_BY_HOP = frozenset(
     {
@@ -33,8 +39,23 @@ HOP_BY_HOP = frozenset(
         "upgrade",
         "host",
         "content-length",
+        REQUEST_ID_HEADER,  # replaced by ours, which is validated
     }
 )
+_UNSAFE_RAW = (b"%2f", b"%5c", b"%2e", b"\\")
+_log = structlog.get_logger("tiergate.proxy")
+
+
+class UpstreamBrokeOff(Exception):
+    """The engine failed after the response started; the client connection is aborted."""
+
+
+def safe_path(path: str, raw_path: bytes) -> bool:
+    """False for paths that could escape the route they matched (dot segments, encoded `/`)."""
+    if any(segment in {".", ".."} for segment in path.split("/")):
+        return False
+    lowered = raw_path.lower()
+    return not any(marker in lowered for marker in _UNSAFE_RAW) and "//" not in path
 
 
 class ReverseProxy:
@@ -46,42 +67,56 @@ class ReverseProxy:
 
     async def forward(self, request: Request[Any, Any, Any], base_url: str) -> Response[Any]:
         """Relay `request` to the upstream; raise an ApiError if the upstream cannot answer."""
+        path = request.url.path
+        if not safe_path(path, request.scope.get("raw_path") or path.encode()):
+            raise NotFound(f"Unknown path: {request.method} {path[:200]}", code="unknown_url")
+        record = request_record(request.scope)
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
-        headers.append((REQUEST_ID_HEADER, request_record(request.scope).request_id))
+        headers.append((REQUEST_ID_HEADER, record.request_id))
         body = await request.body()
         upstream = self.client.build_request(
             request.method,
-            base_url + request.url.path,
+            base_url + path,
             params=request.url.query,
             headers=headers,
             content=body,
         )
         try:
-            response = await self.client.send(upstream, stream=True)
-        except httpx.ConnectError as exc:
-            raise ServiceUnavailable(f"The {self.name} engine is not reachable.") from exc
-        except httpx.TimeoutException as exc:
-            raise GatewayTimeout(f"The {self.name} engine did not answer in time.") from exc
+            response = await unless_client_leaves(request, self.client.send(upstream, stream=True))
+        except ClientGone:
+            record.outcome = "client_disconnected"
+            return Response(b"", status_code=499)  # nobody reads it; the log says what happened
         except httpx.HTTPError as exc:
-            raise BadGateway(f"The {self.name} engine failed to answer.") from exc
+            error, _ = transport_error(self.name, exc)
+            raise error from exc
         out_headers = {
             k: v
             for k, v in response.headers.items()
             if k.lower() not in HOP_BY_HOP and k.lower() != "content-type"
         }
         return Stream(
-            _relay(response),
+            _relay(response, record, self.name),
             status_code=response.status_code,
             headers=out_headers,
             media_type=response.headers.get("content-type"),
         )
 
 
-async def _relay(response: httpx.Response) -> AsyncIterator[bytes]:
+async def _relay(response: httpx.Response, record: AccessRecord, name: str) -> AsyncIterator[bytes]:
+    finished = False
     try:
         async for chunk in response.aiter_raw():
             yield chunk
+        finished = True
+    except httpx.HTTPError as exc:
+        record.outcome = "upstream_error"
+        _log.warning("upstream_broke_off", upstream=name, error=type(exc).__name__)
+        raise UpstreamBrokeOff(f"{name} failed mid-response") from exc
     finally:
         # Runs on normal end, on upstream error and when the client disconnects (the
         # framework cancels the stream): closing the response closes the engine's socket.
-        await response.aclose()
+        await asyncio.shield(response.aclose())
+        if not finished and record.outcome == "ok":
+            record.outcome = "client_disconnected"
+        if not finished:
+            record.finish()  # no last body message will go out to let the edge do it

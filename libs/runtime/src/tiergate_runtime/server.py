@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 import uvicorn
@@ -21,12 +21,12 @@ __all__ = ["ServerSettings", "bind_socket", "serve", "write_port_file"]
 class ServerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Where and how a service listens."""
 
-    host: str = "127.0.0.1"
-    port: int = msgspec.field(default=8080)
+    host: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] = "127.0.0.1"
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8080
     port_file: str | None = None
-    log_level: str = "info"
-    graceful_shutdown_s: float = 10.0
-    backlog: int = 2048
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    graceful_shutdown_s: Annotated[float, msgspec.Meta(ge=0, le=600)] = 10.0
+    backlog: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 2048
 
 
 def bind_socket(host: str, port: int, backlog: int) -> socket.socket:

@@ -26,7 +26,11 @@ def main() -> int:
     structlog.get_logger("tiergate.cpu_llm").info(
         "starting", host=settings.server.host, port=settings.server.port
     )
-    serve(app, settings.server)
+    try:
+        serve(app, settings.server)
+    except OSError as exc:  # cannot listen: port taken, address not local, ...
+        print(f"cpu-llm: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -17,7 +17,9 @@ import msgspec
 from tiergate_runtime.process import die_with_parent
 from tiergate_runtime.server import write_port_file
 
-__all__ = ["EngineLaunch", "main"]
+__all__ = ["STOP_DEADLINE_S", "EngineLaunch", "main"]
+
+STOP_DEADLINE_S = 5
 
 
 class EngineLaunch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -67,6 +69,9 @@ def main(argv: list[str]) -> int:
     write_port_file(Path(launch.port_file), int(address.rsplit(":", 1)[1]))
     print(f"engine listening {address}", flush=True)
     signal.sigwait(stop_signals)
+    # An orderly stop waits for llama.cpp's threads; if they hang (a slot stuck generating
+    # while our parent is gone), SIGALRM's default action ends the process anyway.
+    signal.alarm(STOP_DEADLINE_S)
     del server
     return 0
 

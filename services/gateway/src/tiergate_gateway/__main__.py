@@ -17,17 +17,22 @@ def main() -> int:
     """Load settings, build the app, serve; a bad setting exits 2 with a message naming it."""
     try:
         settings = load()
+        configure_logging(settings.server.log_level, service="gateway")
+        app = create_app(settings)
     except SettingsError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.server.log_level, service="gateway")
     structlog.get_logger("tiergate.gateway").info(
         "starting",
         host=settings.server.host,
         port=settings.server.port,
         models=[m.id for m in settings.models],
     )
-    serve(create_app(settings), settings.server)
+    try:
+        serve(app, settings.server)
+    except OSError as exc:  # cannot listen: port taken, address not local, ...
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

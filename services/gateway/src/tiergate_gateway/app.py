@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from litestar import Litestar, Request, Response, get, post
+from litestar import Litestar, Request, Response, post, route
 from litestar.params import FromPath
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
@@ -60,17 +60,24 @@ def create_app(
     async def chat_completions(request: Request[Any, Any, Any]) -> Response[Any]:
         return await chat.handle(request)
 
-    @get("/v1/models", sync_to_thread=False, include_in_schema=False)
+    @route("/v1/models", http_method=["GET", "HEAD"], sync_to_thread=False, include_in_schema=False)
     def list_models() -> Response[bytes]:
         return Response(catalog.list_body, media_type="application/json")
 
-    @get("/v1/models/{model_id:path}", sync_to_thread=False, include_in_schema=False)
+    @route(
+        "/v1/models/{model_id:path}",
+        http_method=["GET", "HEAD"],
+        sync_to_thread=False,
+        include_in_schema=False,
+    )
     def get_model(request: Request[Any, Any, Any], model_id: FromPath[str]) -> Response[bytes]:
-        model_id = model_id.lstrip("/")
+        model_id = model_id.removeprefix("/")  # a `:path` parameter keeps its leading slash
         body = catalog.model_body(model_id)
         if body is None:
             raise NotFound(
-                f"The model '{model_id}' does not exist.", param="model", code="model_not_found"
+                f"The model '{model_id[:128]}' does not exist.",
+                param="model",
+                code="model_not_found",
             )
         request_record(request.scope).model = model_id
         return Response(body, media_type="application/json")

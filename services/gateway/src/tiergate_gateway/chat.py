@@ -9,10 +9,8 @@ engine stops spending compute on it.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import httpx
@@ -38,6 +36,7 @@ from tiergate_gateway.upstream.sse import (
 from tiergate_proto.openai import Usage
 from tiergate_runtime.edge import REQUEST_ID_HEADER, AccessRecord, request_record
 from tiergate_runtime.errors import ApiError, BadGateway, GatewayTimeout, NotFound
+from tiergate_runtime.upstream import ClientGone, unless_client_leaves
 
 __all__ = ["ChatService"]
 
@@ -91,7 +90,7 @@ class ChatService:
         route = self.catalog.route(parsed.request.model)
         if route is None:
             raise NotFound(
-                f"The model '{parsed.request.model}' does not exist.",
+                f"The model '{parsed.request.model[:128]}' does not exist.",
                 param="model",
                 code="model_not_found",
             )
@@ -121,7 +120,7 @@ class ChatService:
         headers = {REQUEST_ID_HEADER: record.request_id}
         span.inject(headers)
         try:
-            response = await _unless_client_leaves(
+            response = await unless_client_leaves(
                 request, upstream.open_chat(body, headers, stream=stream)
             )
             if stream:
@@ -130,45 +129,15 @@ class ChatService:
                     media_type="text/event-stream",
                     headers=_SSE_HEADERS,
                 )
-            content = await _unless_client_leaves(request, call.read_whole(response))
+            content = await unless_client_leaves(request, call.read_whole(response))
         except ApiError as exc:
             call.finish("upstream_rejected" if exc.status < 500 else "upstream_error")
             raise
-        except _ClientGone:
+        except ClientGone:
             call.finish("client_disconnected")
             # Nobody reads this; it makes the access log say what happened (nginx's 499).
             return Response(b"", status_code=499)
         return Response(content, media_type="application/json")
-
-
-class _ClientGone(Exception):
-    """The client disconnected before the answer was ready."""
-
-
-async def _unless_client_leaves(request: Request[Any, Any, Any], work: Awaitable[T]) -> T:
-    """Await `work`, but cancel it (closing the upstream request) if the client disconnects."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_wait_disconnect(request))
-    try:
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:
-        task.cancel()  # we are being cancelled (shutdown): do not leave the call running
-        raise
-    finally:
-        watcher.cancel()
-    if not task.done():
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        raise _ClientGone
-    return task.result()
-
-
-async def _wait_disconnect(request: Request[Any, Any, Any]) -> None:
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            return
 
 
 class _Call:

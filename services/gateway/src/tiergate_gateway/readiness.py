@@ -54,6 +54,9 @@ class BackendProber:
             return (await self._client.get(url)).status_code == 200
         except httpx.HTTPError:
             return False
+        except Exception:  # the prober must outlive any surprise, or readiness would freeze
+            _log.exception("backend_probe_failed", url=url)
+            return False
 
     async def _loop(self) -> None:
         while True:

@@ -7,9 +7,9 @@ and references to undefined backends fail startup with a message naming the fiel
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 
+import httpx
 import msgspec
 
 from tiergate_runtime.server import ServerSettings
@@ -22,9 +22,24 @@ ENV_PREFIX = "TIERGATE_GATEWAY_"
 
 Seconds = Annotated[float, msgspec.Meta(gt=0, le=3600)]
 Name = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
-ModelId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+# Public ids travel in headers (x-tiergate-model), so they are header-safe ASCII.
+ModelId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")]
+EngineModelId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 EngineKind = Literal["llamacpp", "vllm", "sglang", "openai"]
-_URL = re.compile(r"^https?://[^/\s]+(/\S*)?$")
+
+
+def _url_problem(url: str) -> str | None:
+    """Why `url` is not a usable http(s) base URL, or None."""
+    try:
+        parsed = httpx.URL(url)
+        port = parsed.port  # raises on a non-numeric port
+    except (httpx.InvalidURL, ValueError) as exc:
+        return f"not a valid URL ({exc})"
+    if parsed.scheme not in {"http", "https"} or not parsed.host:
+        return f"expected an http(s) URL, got {url!r}"
+    if port is not None and not 0 < port < 65536:
+        return f"port {port} is out of range"
+    return None
 
 
 class BackendSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -55,7 +70,7 @@ class ModelAlias(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
     id: ModelId
     backend: Name
-    engine_model: ModelId
+    engine_model: EngineModelId
     owned_by: str = "tiergate"
     created: int = 0
 
@@ -93,10 +108,9 @@ def validate(settings: GatewaySettings) -> GatewaySettings:
     """Cross-field checks msgspec cannot express; raise SettingsError naming the field."""
     for name, backend in settings.backends.items():
         for field, url in (("base_url", backend.base_url), ("health_url", backend.health_url)):
-            if url is not None and not _URL.match(url):
-                raise SettingsError(
-                    f"invalid setting backends.{name}.{field}: expected an http(s) URL, got {url!r}"
-                )
+            problem = _url_problem(url) if url is not None else None
+            if problem is not None:
+                raise SettingsError(f"invalid setting backends.{name}.{field}: {problem}")
     seen: set[str] = set()
     for index, model in enumerate(settings.models):
         if model.backend not in settings.backends:

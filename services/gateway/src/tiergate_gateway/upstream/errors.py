@@ -19,6 +19,7 @@ import structlog
 
 from tiergate_gateway.metrics import UpstreamErrorKind
 from tiergate_runtime.errors import ApiError, BadGateway, GatewayTimeout, ServiceUnavailable
+from tiergate_runtime.upstream import transport_error
 
 __all__ = ["error_from_status", "error_from_transport", "retry_after", "upstream_message"]
 
@@ -116,19 +117,4 @@ def error_from_status(backend: str, status: int, headers: httpx.Headers, body: b
 
 def error_from_transport(backend: str, exc: httpx.HTTPError) -> tuple[ApiError, UpstreamErrorKind]:
     """The error to send when no answer came from the upstream, and its metric kind."""
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-        return ServiceUnavailable(
-            f"The {backend} backend is not reachable.", retry_after=2
-        ), "connect"
-    if isinstance(exc, httpx.PoolTimeout):
-        return ServiceUnavailable(
-            f"The {backend} backend is at capacity.", retry_after=1
-        ), "connect"
-    if isinstance(exc, httpx.TimeoutException):
-        return GatewayTimeout(f"The {backend} backend did not answer in time."), "timeout"
-    return (
-        BadGateway(
-            f"The {backend} backend closed the connection without an answer.", retry_after=1
-        ),
-        "protocol",
-    )
+    return transport_error(backend, exc)

@@ -1,0 +1,72 @@
+"""Calling an upstream on a client's behalf: failures mapped once, client departure noticed.
+
+`transport_error` is the one mapping from an httpx failure (no answer at all) to the error we
+send, used by the gateway and by the model services' proxies alike. `unless_client_leaves`
+awaits upstream work but cancels it the moment the client disconnects, so an engine never
+keeps generating an answer nobody will read (issue 2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable
+from typing import Any, Literal, TypeVar
+
+import httpx
+from litestar import Request
+
+from tiergate_runtime.errors import ApiError, BadGateway, GatewayTimeout, ServiceUnavailable
+
+__all__ = ["ClientGone", "TransportKind", "transport_error", "unless_client_leaves"]
+
+T = TypeVar("T")
+TransportKind = Literal["connect", "timeout", "protocol"]
+
+
+class ClientGone(Exception):
+    """The client disconnected before the answer was ready."""
+
+
+def transport_error(name: str, exc: httpx.HTTPError) -> tuple[ApiError, TransportKind]:
+    """The error to send when `name` gave no answer, and its metric kind.
+
+    refused/unreachable or pool exhausted → 503 + Retry-After; no answer in time → 504;
+    connection dropped or garbage → 502 + Retry-After.
+    """
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return ServiceUnavailable(f"The {name} backend is not reachable.", retry_after=2), "connect"
+    if isinstance(exc, httpx.PoolTimeout):
+        return ServiceUnavailable(f"The {name} backend is at capacity.", retry_after=1), "connect"
+    if isinstance(exc, httpx.TimeoutException):
+        return GatewayTimeout(f"The {name} backend did not answer in time."), "timeout"
+    return (
+        BadGateway(f"The {name} backend closed the connection without an answer.", retry_after=1),
+        "protocol",
+    )
+
+
+async def _wait_disconnect(request: Request[Any, Any, Any]) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def unless_client_leaves(request: Request[Any, Any, Any], work: Awaitable[T]) -> T:
+    """Await `work` (after the body was read); cancel it and raise ClientGone if the client goes."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_wait_disconnect(request))
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()  # we are being cancelled (shutdown): do not leave the call running
+        raise
+    finally:
+        watcher.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        raise ClientGone
+    return task.result()
