@@ -61,9 +61,20 @@ def safe_path(path: str, raw_path: bytes) -> bool:
 class ReverseProxy:
     """Forwards a Litestar request to `base_url` + the same path and streams the answer back."""
 
-    def __init__(self, client: httpx.AsyncClient, name: str) -> None:
-        self.client = client
+    def __init__(self, client: httpx.AsyncClient | None, name: str) -> None:
+        self._client = client
         self.name = name
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The pooled client, set by the owning app's lifespan."""
+        if self._client is None:
+            raise RuntimeError(f"proxy to {self.name} used outside the app's lifespan")
+        return self._client
+
+    @client.setter
+    def client(self, client: httpx.AsyncClient) -> None:
+        self._client = client
 
     async def forward(self, request: Request[Any, Any, Any], base_url: str) -> Response[Any]:
         """Relay `request` to the upstream; raise an ApiError if the upstream cannot answer."""

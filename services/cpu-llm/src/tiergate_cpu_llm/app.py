@@ -40,22 +40,22 @@ def create_app(settings: CpuLlmSettings) -> Litestar:
         "tiergate_cpu_llm_engine_starts", "Engine child processes started.", registry=registry
     )
     starts.set_function(lambda: float(engine.starts))
-    client = httpx.AsyncClient(
-        timeout=httpx.Timeout(
-            connect=2.0, read=settings.proxy_read_timeout_s, write=30.0, pool=5.0
-        ),
-        limits=httpx.Limits(max_connections=512, max_keepalive_connections=64),
-    )
-    proxy = ReverseProxy(client, "cpu-llm")
+    proxy = ReverseProxy(None, "cpu-llm")
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        proxy.client = httpx.AsyncClient(
+            timeout=httpx.Timeout(
+                connect=2.0, read=settings.proxy_read_timeout_s, write=30.0, pool=5.0
+            ),
+            limits=httpx.Limits(max_connections=512, max_keepalive_connections=64),
+        )
         engine.start()
         try:
             yield
         finally:
             await engine.stop()
-            await client.aclose()
+            await proxy.client.aclose()
 
     def readiness() -> str | None:
         return None if engine.ready else "The model engine is starting."

@@ -43,11 +43,12 @@ class Engine:
         self.starts = 0
         self._child: ChildProcess | None = None
         self._task: asyncio.Task[None] | None = None
-        self._workdir = Path(tempfile.mkdtemp(prefix="tiergate-cpu-llm-"))
+        self._workdir: Path | None = None  # made by start(), removed by stop()
         self._stop_requested = asyncio.Event()
 
     def start(self) -> None:
         """Start supervising in the background; returns at once."""
+        self._workdir = Path(tempfile.mkdtemp(prefix="tiergate-cpu-llm-"))
         self._task = asyncio.create_task(self._supervise(), name="cpu-llm-engine")
 
     async def stop(self) -> None:
@@ -60,7 +61,9 @@ class Engine:
                 await self._task
         if self._child is not None:
             await self._child.stop(self.settings.stop_grace_s)
-        shutil.rmtree(self._workdir, ignore_errors=True)
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
 
     @property
     def pid(self) -> int | None:
@@ -104,6 +107,7 @@ class Engine:
         return self._child.output_tail[-5:] if self._child is not None else []
 
     async def _run_once(self) -> None:
+        assert self._workdir is not None
         port_file = self._workdir / f"engine-{self.starts}.port"
         self.starts += 1
         if self._child is not None:

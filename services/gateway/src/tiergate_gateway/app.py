@@ -46,6 +46,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        for upstream in upstreams.values():
+            upstream.start()
         prober.start()
         try:
             yield

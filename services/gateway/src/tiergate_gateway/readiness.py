@@ -33,7 +33,7 @@ class BackendProber:
         self._interval = settings.health_probe_interval_s
         self.healthy: dict[str, bool] = dict.fromkeys(self._targets, False)
         self._task: asyncio.Task[None] | None = None
-        self._client = httpx.AsyncClient(timeout=_PROBE_TIMEOUT_S)
+        self._client: httpx.AsyncClient | None = None
 
     def not_ready_reason(self) -> str | None:
         """None when every required backend is healthy, else which are not."""
@@ -50,6 +50,7 @@ class BackendProber:
             self.healthy[name] = ok
 
     async def _probe(self, url: str) -> bool:
+        assert self._client is not None
         try:
             return (await self._client.get(url)).status_code == 200
         except httpx.HTTPError:
@@ -66,6 +67,7 @@ class BackendProber:
 
     def start(self) -> None:
         """Start probing in the background."""
+        self._client = httpx.AsyncClient(timeout=_PROBE_TIMEOUT_S)
         if self._targets:
             self._task = asyncio.create_task(self._loop(), name="backend-prober")
 
@@ -75,4 +77,6 @@ class BackendProber:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self._client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None

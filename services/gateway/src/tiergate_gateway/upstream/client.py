@@ -23,17 +23,30 @@ _RETRY_WAIT_S = 0.05
 
 
 class Upstream:
-    """A backend's client: explicit timeouts and pool limits, closed in the app's lifespan."""
+    """A backend's client: explicit timeouts and pool limits, opened and closed by the lifespan."""
 
     def __init__(self, name: str, settings: BackendSettings, metrics: GatewayMetrics) -> None:
         self.name = name
         self.settings = settings
         self._metrics = metrics
+        self._client: httpx.AsyncClient | None = None
+        self._chat_url = "/chat/completions"
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The pooled client; only between `start()` and `aclose()`."""
+        if self._client is None:
+            raise RuntimeError(f"upstream {self.name} used outside the app's lifespan")
+        return self._client
+
+    def start(self) -> None:
+        """Open the connection pool (called from the app's lifespan)."""
+        settings = self.settings
         # identity: we relay raw bytes, and a compressed stream could not be re-framed.
         headers = {"content-type": "application/json", "accept-encoding": "identity"}
         if settings.api_key:
             headers["authorization"] = f"Bearer {settings.api_key}"
-        self.client = httpx.AsyncClient(
+        self._client = httpx.AsyncClient(
             base_url=settings.base_url.rstrip("/"),
             headers=headers,
             timeout=httpx.Timeout(
@@ -47,7 +60,6 @@ class Upstream:
                 max_keepalive_connections=settings.max_keepalive,
             ),
         )
-        self._chat_url = "/chat/completions"
 
     async def open_chat(
         self, body: bytes, headers: dict[str, str], *, stream: bool
@@ -101,7 +113,9 @@ class Upstream:
 
     async def aclose(self) -> None:
         """Close the pool."""
-        await self.client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
 
 
 async def _read_bounded(response: httpx.Response, limit: int) -> bytes:
