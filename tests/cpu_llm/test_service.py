@@ -153,3 +153,24 @@ def test_bad_startup_config_is_a_clear_error(env: dict[str, str], message: str) 
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_engine_exits_when_service_is_killed_mid_generation() -> None:
+    service = ServiceProcess("tiergate_cpu_llm", PREFIX, ENGINE_ENV)
+    with service, httpx.Client(base_url=service.base_url, timeout=120) as client:
+        [engine] = engine_pids(service)
+        body = {
+            "messages": [{"role": "user", "content": "Write a very long story."}],
+            "max_tokens": 3000,
+            "ignore_eos": True,
+            "stream": True,
+        }
+        with client.stream("POST", "/v1/chat/completions", json=body) as response:
+            for line in response.iter_lines():
+                if '"content":"' in line:
+                    # Still reading the stream: the engine is generating for us right now.
+                    busy = client.get("/slots").json()
+                    assert any(slot["is_processing"] for slot in busy)
+                    service.signal(signal.SIGKILL)
+                    break
+        wait_for(lambda: not alive(engine), 20, f"generating engine {engine} to exit")
