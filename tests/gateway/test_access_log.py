@@ -72,7 +72,7 @@ async def test_one_line_per_request(
     assert SECRET not in repr(logs)
 
 
-async def test_pool_exhaustion_is_503_at_capacity(engine: FakeEngine) -> None:
+async def test_pool_exhaustion_is_503_with_retry_after(engine: FakeEngine) -> None:
     settings = gateway_settings(engine.base_url, max_connections=1, pool_timeout_s=0.3)
     app = create_app(settings)
     async with serve_in_loop(app) as url, httpx.AsyncClient(base_url=url, timeout=10) as client:
@@ -83,3 +83,4 @@ async def test_pool_exhaustion_is_503_at_capacity(engine: FakeEngine) -> None:
             assert second.status_code == 503
             assert second.headers["retry-after"] == "1"
             assert "at capacity" in second.json()["error"]["message"]
+            assert first.status_code == 200  # the held stream is unaffected

@@ -31,13 +31,16 @@ class ClientGone(Exception):
 def transport_error(name: str, exc: httpx.HTTPError) -> tuple[ApiError, TransportKind]:
     """The error to send when `name` gave no answer, and its metric kind.
 
-    refused/unreachable or pool exhausted → 503 + Retry-After; no answer in time → 504;
+    refused/unreachable, connect timeout or pool exhausted → 503 + Retry-After; no answer in
+    time → 504;
     connection dropped or garbage → 502 + Retry-After.
     """
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+    if isinstance(exc, httpx.ConnectError):
         return ServiceUnavailable(f"The {name} backend is not reachable.", retry_after=2), "connect"
-    if isinstance(exc, httpx.PoolTimeout):
-        return ServiceUnavailable(f"The {name} backend is at capacity.", retry_after=1), "connect"
+    if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+        # aiohttp's pool reports "no free connection in time" and "TCP connect too slow" alike.
+        message = f"The {name} backend did not accept a connection in time (down or at capacity)."
+        return ServiceUnavailable(message, retry_after=1), "connect"
     if isinstance(exc, httpx.TimeoutException):
         return GatewayTimeout(f"The {name} backend did not answer in time."), "timeout"
     return (
