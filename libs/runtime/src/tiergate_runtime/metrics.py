@@ -7,10 +7,15 @@ route template (never the raw path), a known method, the status code.
 
 from __future__ import annotations
 
+import os
+
 from litestar import Response, get
 from litestar.handlers import HTTPRouteHandler
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own switch
 
 __all__ = [
     "CONTENT_TYPE_LATEST",
@@ -77,6 +82,13 @@ def render_metrics(registry: CollectorRegistry) -> bytes:
 
 def metrics_handler(registry: CollectorRegistry) -> HTTPRouteHandler:
     """`GET /metrics`: the Prometheus exposition of `registry`."""
+
+    # Several workers (see workers.py): every worker's values live in shared files, summed
+    # here, so a scrape that lands on any worker sees the whole service.
+    if MULTIPROC_DIR_ENV in os.environ:
+        shared = CollectorRegistry()
+        MultiProcessCollector(shared)  # type: ignore[no-untyped-call]
+        registry = shared
 
     @get("/metrics", sync_to_thread=False, include_in_schema=False)
     def metrics() -> Response[bytes]:

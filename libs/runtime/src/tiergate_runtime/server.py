@@ -27,6 +27,8 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     graceful_shutdown_s: Annotated[float, msgspec.Meta(ge=0, le=600)] = 10.0
     backlog: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 2048
+    # Worker processes sharing the socket (services that support it; see workers.py).
+    workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
 
 
 def bind_socket(host: str, port: int, backlog: int) -> socket.socket:
@@ -53,10 +55,19 @@ def write_port_file(path: str | Path, port: int) -> None:
 
 
 def serve(app: Any, settings: ServerSettings) -> None:
-    """Run `app` until SIGINT/SIGTERM, with uvloop and httptools; blocks."""
+    """Run `app` in this process until SIGINT/SIGTERM, with uvloop and httptools; blocks."""
     sock = bind_socket(settings.host, settings.port, settings.backlog)
     if settings.port_file:
         write_port_file(settings.port_file, sock.getsockname()[1])
+    run_on_socket(app, sock, settings)
+
+
+def run_on_socket(app: Any, sock: socket.socket, settings: ServerSettings) -> None:
+    """Serve `app` on an already listening socket until SIGINT/SIGTERM; blocks.
+
+    uvicorn with uvloop and httptools: measured against granian for the gateway (issue 3),
+    neither was faster within the noise, and uvicorn is the one the ecosystem runs.
+    """
     config = uvicorn.Config(
         app,
         loop="uvloop",

@@ -7,7 +7,7 @@ from typing import Annotated
 import msgspec
 
 from tiergate_runtime.server import ServerSettings
-from tiergate_runtime.settings import load_settings
+from tiergate_runtime.settings import SettingsError, load_settings
 
 __all__ = ["CpuLlmSettings", "EngineSettings", "load"]
 
@@ -59,4 +59,8 @@ class CpuLlmSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 
 def load() -> CpuLlmSettings:
     """Settings from `TIERGATE_CPU_LLM_CONFIG` (TOML) and `TIERGATE_CPU_LLM_*` variables."""
-    return load_settings(CpuLlmSettings, env_prefix=ENV_PREFIX)
+    settings = load_settings(CpuLlmSettings, env_prefix=ENV_PREFIX)
+    if settings.server.workers != 1:
+        # Each worker would start its own engine and load the model again.
+        raise SettingsError("invalid setting server.workers: cpu-llm runs one worker")
+    return settings

@@ -11,6 +11,7 @@ from tiergate_gateway.settings import load
 from tiergate_runtime.logging import configure_logging
 from tiergate_runtime.server import serve
 from tiergate_runtime.settings import SettingsError
+from tiergate_runtime.workers import serve_workers
 
 
 def main() -> int:
@@ -28,6 +29,9 @@ def main() -> int:
         port=settings.server.port,
         models=[m.id for m in settings.models],
     )
+    if settings.server.workers > 1:
+        del app  # each worker builds its own
+        return serve_workers("tiergate_gateway.app:from_environment", settings.server)
     try:
         serve(app, settings.server)
     except OSError as exc:  # cannot listen: port taken, address not local, ...

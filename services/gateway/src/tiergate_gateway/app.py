@@ -15,15 +15,17 @@ from tiergate_gateway.catalog import Catalog
 from tiergate_gateway.chat import ChatService
 from tiergate_gateway.metrics import GatewayMetrics
 from tiergate_gateway.readiness import BackendProber
-from tiergate_gateway.settings import GatewaySettings, validate
+from tiergate_gateway.settings import GatewaySettings, load, validate
 from tiergate_gateway.upstream.client import Upstream
 from tiergate_runtime.edge import edge_hook, request_record
 from tiergate_runtime.errors import NotFound, exception_handlers
 from tiergate_runtime.health import health_handlers
+from tiergate_runtime.logging import configure_logging
 from tiergate_runtime.metrics import metrics_handler
+from tiergate_runtime.server import ServerSettings
 from tiergate_runtime.tracing import configure_tracing
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "from_environment"]
 
 
 def create_app(
@@ -103,3 +105,10 @@ def create_app(
     app.state.prober = prober
     app.state.metrics = metrics
     return app
+
+
+def from_environment() -> tuple[Litestar, ServerSettings]:
+    """Settings from the environment, logging configured, the app: one worker's start-up."""
+    settings = load()
+    configure_logging(settings.server.log_level, service="gateway")
+    return create_app(settings), settings.server

@@ -120,16 +120,16 @@ class ChatService:
         headers = {REQUEST_ID_HEADER: record.request_id}
         span.inject(headers)
         try:
-            response = await unless_client_leaves(
-                request, upstream.open_chat(body, headers, stream=stream)
-            )
             if stream:
+                response = await unless_client_leaves(
+                    request, upstream.open_chat(body, headers, stream=True)
+                )
                 return Stream(
                     call.relay(response, client_wants_usage),
                     media_type="text/event-stream",
                     headers=_SSE_HEADERS,
                 )
-            content = await unless_client_leaves(request, call.read_whole(response))
+            content = await unless_client_leaves(request, call.complete(upstream, body, headers))
         except ApiError as exc:
             call.finish("upstream_rejected" if exc.status < 500 else "upstream_error")
             raise
@@ -177,6 +177,11 @@ class _Call:
         self.metrics.chat_duration.labels(*labels).observe(time.perf_counter() - self.started)
         self.record.outcome = outcome
         self.span.end(outcome, self.record.status or None)
+
+    async def complete(self, upstream: Upstream, body: bytes, headers: dict[str, str]) -> bytes:
+        """A whole non-streaming answer: call, read, rewrite, count."""
+        response = await upstream.open_chat(body, headers, stream=False)
+        return await self.read_whole(response)
 
     async def read_whole(self, response: httpx.Response) -> bytes:
         """Read a non-streaming answer; rewrite its model; count its usage."""
