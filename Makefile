@@ -37,3 +37,8 @@ schemas: setup ## Regenerate the committed JSON Schemas from the proto Structs
 
 check-schemas: setup ## Fail if the committed JSON Schemas are stale
 	$(VENV_BIN)/python -m tiergate_proto.schemas --check
+
+.PHONY: bench
+bench: setup ## Benchmark the gateway vs direct, nginx and LiteLLM (ARGS="--quick" for a smoke run)
+	@bench/setup.sh
+	PYTHONPATH=bench $(VENV_BIN)/python -m tiergate_bench $(ARGS)

@@ -30,7 +30,9 @@ apt_install "${missing_debs[@]}"
 find_python() {
   for candidate in python3.11 python3; do
     if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
-      command -v "$candidate"; return 0
+      # The real interpreter, not a shim (pyenv): uv then sees the same Python every time
+      # and does not rebuild .venv when a plain `uv sync` resolved it differently.
+      "$candidate" -c 'import sys; print(sys.executable)'; return 0
     fi
   done
   return 1

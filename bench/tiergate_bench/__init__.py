@@ -1,0 +1,1 @@
+"""tiergate's benchmark harness: the gateway's own cost next to direct, nginx and LiteLLM."""
