@@ -84,3 +84,25 @@ async def test_pool_exhaustion_is_503_with_retry_after(engine: FakeEngine) -> No
             assert second.headers["retry-after"] == "1"
             assert "at capacity" in second.json()["error"]["message"]
             assert first.status_code == 200  # the held stream is unaffected
+
+
+async def test_client_leaving_mid_body_is_logged_not_failed(gateway: Gateway) -> None:
+    host, port = gateway.url.removeprefix("http://").split(":")
+    with capture_logs() as logs:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            b"content-length: 2000\r\n\r\n" + b'{"model": "tiergate-small", "messages": ['
+        )
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        writer.close()
+        await writer.wait_closed()
+        for _ in range(100):
+            lines = [e for e in logs if e["event"] == "request" and e["route"] == CHAT]
+            if lines:
+                break
+            await asyncio.sleep(0.02)
+    assert [(e["status"], e["outcome"]) for e in lines] == [(499, "client_disconnected")]
+    assert not [e for e in logs if e.get("log_level") == "error"]
+    del reader

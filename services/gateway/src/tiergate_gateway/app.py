@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from litestar import Litestar, Request, Response, post, route
+from litestar import Litestar, Request, Response, asgi, route
 from litestar.params import FromPath
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
@@ -60,9 +60,7 @@ def create_app(
             if provider is not None and tracer_provider is None:
                 provider.shutdown()  # flushes spans not yet exported
 
-    @post("/v1/chat/completions", status_code=200, include_in_schema=False)
-    async def chat_completions(request: Request[Any, Any, Any]) -> Response[Any]:
-        return await chat.handle(request)
+    chat_completions = asgi("/v1/chat/completions", copy_scope=False, include_in_schema=False)(chat)
 
     @route("/v1/models", http_method=["GET", "HEAD"], sync_to_thread=False, include_in_schema=False)
     def list_models() -> Response[bytes]:

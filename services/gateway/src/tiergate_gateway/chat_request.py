@@ -16,6 +16,7 @@ from litestar import Request
 from tiergate_proto.openai import ChatCompletionRequest
 from tiergate_runtime.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from tiergate_runtime.settings import field_path
+from tiergate_runtime.upstream import ClientGone
 
 __all__ = ["ParsedChat", "parse_chat_request"]
 
@@ -39,11 +40,24 @@ def _check_content_type(request: Request[Any, Any, Any]) -> None:
 
 
 async def _read_body(request: Request[Any, Any, Any], limit: int) -> bytes:
+    too_large = f"The request body is larger than the limit of {limit} bytes."
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
-    # Litestar enforces the same limit while reading a body sent without Content-Length.
-    return await request.body()
+        raise PayloadTooLarge(too_large)
+    # Read from ASGI ourselves: the same limit for a body sent without Content-Length.
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk: bytes = message.get("body", b"")  # type: ignore[assignment]
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(too_large)
+        parts.append(chunk)
+        if not message.get("more_body", False):
+            return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _validation_error(exc: msgspec.ValidationError) -> InvalidRequest:
