@@ -150,3 +150,15 @@ async def test_health_ready_and_metrics(gateway: Gateway, engine: FakeEngine) ->
     assert "tiergate_gateway_time_to_first_token_seconds_bucket" in metrics
     assert 'route="/v1/chat/completions"' in metrics
     del engine
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_each_response_carries_its_own_headers_once(gateway: Gateway, stream: bool) -> None:
+    ids = set()
+    for _ in range(3):
+        response = await gateway.client.post("/v1/chat/completions", json=chat_body(stream=stream))
+        assert response.status_code == 200
+        for name in ("x-request-id", "x-tiergate-model", "x-tiergate-backend", "content-type"):
+            assert len(response.headers.get_list(name)) == 1, (name, response.headers)
+        ids.add(response.headers["x-request-id"])
+    assert len(ids) == 3

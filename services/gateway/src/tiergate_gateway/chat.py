@@ -43,15 +43,16 @@ __all__ = ["ChatService"]
 
 T = TypeVar("T")
 _log = structlog.get_logger("tiergate.gateway.chat")
-_SSE_START: HTTPResponseStartEvent = {
-    "type": "http.response.start",
-    "status": 200,
-    "headers": [
-        (b"content-type", b"text/event-stream"),
-        (b"cache-control", b"no-cache"),
-        (b"x-accel-buffering", b"no"),  # tells nginx in front not to buffer the stream
-    ],
-}
+_SSE_HEADERS = (
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),  # tells nginx in front not to buffer the stream
+)
+
+
+def _sse_start() -> HTTPResponseStartEvent:
+    # A new message every time: the edge hook adds this response's own headers to it.
+    return {"type": "http.response.start", "status": 200, "headers": list(_SSE_HEADERS)}
 
 
 class _UsageOnly(msgspec.Struct):
@@ -145,7 +146,7 @@ class ChatService:
                 response = await unless_client_leaves(
                     request, upstream.open_chat(body, headers, stream=True)
                 )
-                await send(_SSE_START)
+                await send(_sse_start())
                 await unless_client_leaves(
                     request, _send_all(send, call.relay(response, client_wants_usage))
                 )
