@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import msgspec
@@ -41,7 +41,6 @@ from tiergate_runtime.upstream import ClientGone, unless_client_leaves
 
 __all__ = ["ChatService"]
 
-T = TypeVar("T")
 _log = structlog.get_logger("tiergate.gateway.chat")
 _SSE_HEADERS = (
     (b"content-type", b"text/event-stream"),
