@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 UV_VERSION="0.13.8"
-DEBIAN_PACKAGES=(${TIERGATE_DEBIAN_PACKAGES:-})
+# redis-server: the tests start their own, on free ports (the package's service is not started).
+DEBIAN_PACKAGES=(${TIERGATE_DEBIAN_PACKAGES:-redis-server})
 
 log() { echo "bootstrap: $*" >&2; }
 
@@ -17,8 +18,14 @@ as_root() {
 apt_install() {
   [ "$#" -gt 0 ] || return 0
   log "installing Debian packages: $*"
+  # Keep packages (redis-server) from starting system services: we run our own processes.
+  local policy=/usr/sbin/policy-rc.d added=""
+  if [ ! -e "$policy" ]; then
+    as_root sh -c "printf '#!/bin/sh\nexit 101\n' > $policy && chmod +x $policy" && added=1
+  fi
   as_root apt-get update -qq >&2
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "$@" >&2
+  [ -z "$added" ] || as_root rm -f "$policy"
 }
 
 missing_debs=()

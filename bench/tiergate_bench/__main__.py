@@ -1,4 +1,20 @@
-"""`PYTHONPATH=bench python -m tiergate_bench [--quick] ...`: run the benchmark."""
+"""`PYTHONPATH=bench python -m tiergate_bench [--quick] ...`: run the benchmark.
+
+`... -m tiergate_bench cpu-first [...]` runs the GPU tier's benchmark instead (cpu_first.py);
+`... -m tiergate_bench rag [...]` the retrieval service's search benchmark (rag_search.py).
+"""
+
+import sys
+
+if sys.argv[1:2] == ["rag"]:
+    from tiergate_bench.rag_search import main as rag_search
+
+    raise SystemExit(rag_search(sys.argv[2:]))
+
+if sys.argv[1:2] == ["cpu-first"]:
+    from tiergate_bench.cpu_first import main as cpu_first
+
+    raise SystemExit(cpu_first(sys.argv[2:]))
 
 from tiergate_bench.main import main
 

@@ -62,6 +62,7 @@ class Wrk:
     ) -> None:
         env = dict(os.environ)
         env["BENCH_BODY"] = chat_request(endpoint.model, stream=scenario.mode == "sse").decode()
+        env["BENCH_AUTHORIZATION"] = endpoint.authorization
         self.duration_s = max(1, round(duration_s))
         self._limit_s = self.duration_s + timeout_s + 30
         argv = pinned(

@@ -159,8 +159,45 @@ def markdown(
             "",
             *_slow_table(slow),
         ]
+    out += _identity_cost(rows, options)
     out += ["", "## Targets", "", "```", *(t.line() for t in targets), "```", ""]
     return "\n".join(out)
+
+
+def _identity_cost(rows: list[Row], options: Options) -> list[str]:
+    """What an API key plus Redis-backed limits add per request, next to the same relay."""
+    plain, keyed = options.roles.gateway, options.roles.gateway_identity
+    lines = []
+    for row in rows:
+        if row.system != keyed:
+            continue
+        base = next((r for r in rows if r.system == plain and r.scenario == row.scenario), None)
+        if base is None or base.cpu_us is None or row.cpu_us is None:
+            continue
+        extra_p50 = (
+            f"{row.added_p50_ms - base.added_p50_ms:+.3f}"
+            if row.added_p50_ms is not None and base.added_p50_ms is not None
+            else "-"
+        )
+        lines.append(
+            f"| {row.scenario} | {base.cpu_us:,.0f} | {row.cpu_us:,.0f} | "
+            f"{row.cpu_us - base.cpu_us:+,.0f} | {row.cpu_us / base.cpu_us:.2f}x | {extra_p50} |"
+        )
+    if not lines:
+        return []
+    return [
+        "",
+        f"## Identity + limits (`{keyed}` vs `{plain}`)",
+        "",
+        f"Gateway CPU per request with an agent API key looked up in Redis and its requests, "
+        f"tokens and concurrency limits decided in Redis, against `{plain}` (anonymous, "
+        "limits off), same run; redis-server's own CPU is not included.",
+        "",
+        f"| scenario | {plain} CPU µs/req | {keyed} CPU µs/req | added µs/req | ratio | "
+        "added p50 ms |",
+        "|---|--:|--:|--:|--:|--:|",
+        *lines,
+    ]
 
 
 def _noise(runs: list[Run], rows: list[Row]) -> str:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
 from tiergate_bench.fixtures import SSE_CHUNKS, chat_request
+from tiergate_bench.identity import identity_env, start_identity_store
 from tiergate_bench.options import BENCH_DIR
 from tiergate_bench.procs import Child, ChildFailed, free_port, pinned, wait_until
 from tiergate_bench.upstream import Floor, Upstream, start_floor
@@ -30,6 +31,8 @@ class Endpoint:
 
     url: str
     model: str
+    authorization: str = "Bearer anonymous"
+    """Sent with every request (tiergate: `anonymous` is the keyless tier)."""
 
 
 @dataclass
@@ -40,6 +43,7 @@ class System:
     root: Child
     endpoints: dict[str, Endpoint]  # "json", "sse", and "drip" where it can hold slow streams
     owns_root: bool = True  # direct's root is the shared upstream, stopped elsewhere
+    helpers: list[Child] = field(default_factory=list)  # e.g. its redis-server
 
     @property
     def name(self) -> str:
@@ -50,6 +54,8 @@ class System:
         """Stop the system's processes (not the shared upstream)."""
         if self.owns_root:
             self.root.stop()
+        for helper in self.helpers:
+            helper.stop()
 
 
 def _base_env() -> dict[str, str]:
@@ -71,9 +77,8 @@ def _check_answers(system: System) -> None:
         for mode in ("json", "sse"):
             endpoint = system.endpoints[mode]
             body = chat_request(endpoint.model, stream=mode == "sse")
-            response = client.post(
-                endpoint.url, content=body, headers={"content-type": "application/json"}
-            )
+            headers = {"content-type": "application/json", "authorization": endpoint.authorization}
+            response = client.post(endpoint.url, content=body, headers=headers)
             problem = None
             if response.status_code != 200:
                 problem = f"status {response.status_code}: {response.text[:300]}"
@@ -127,7 +132,17 @@ def _tiergate(variant: Variant, upstream: Upstream, workdir: Path, max_streams: 
         "TIERGATE_GATEWAY_SERVER__LOG_LEVEL": "warning",
         "TIERGATE_GATEWAY_BACKENDS": json.dumps(backends),
         "TIERGATE_GATEWAY_MODELS": json.dumps(models),
+        # The relay alone: anonymous with no limits and no auth service.
+        "TIERGATE_GATEWAY_TIERS": json.dumps({"anonymous": {}}),
+        "TIERGATE_GATEWAY_AUTH__URL": "",
     }
+    helpers: list[Child] = []
+    authorization = "Bearer anonymous"
+    if variant.identity == "api-key":
+        redis, key = start_identity_store(variant.name, workdir)
+        helpers.append(redis.child)
+        authorization = f"Bearer {key}"
+        env |= identity_env(redis.url)
     env |= variant.env
     argv = pinned(variant.cpus, [str(GATEWAY_PYTHON), "-m", "tiergate_gateway", *variant.args])
     child = Child(variant.name, argv, workdir / f"{variant.name}.log", env=env, cwd=workdir)
@@ -138,10 +153,15 @@ def _tiergate(variant: Variant, upstream: Upstream, workdir: Path, max_streams: 
         port = int(port_file.read_text())
         return _get_ok(f"http://127.0.0.1:{port}/readyz")
 
-    wait_until(ready, 60, "ready", child)
+    try:
+        wait_until(ready, 60, "ready", child)
+    except ChildFailed:
+        for helper in helpers:
+            helper.stop()
+        raise
     base = f"http://127.0.0.1:{int(port_file.read_text())}{CHAT_PATH}"
-    endpoints = {kind: Endpoint(base, model) for kind, model in MODELS.items()}
-    return System(variant, child, endpoints)
+    endpoints = {kind: Endpoint(base, model, authorization) for kind, model in MODELS.items()}
+    return System(variant, child, endpoints, helpers=helpers)
 
 
 def _litellm(variant: Variant, upstream: Upstream, workdir: Path) -> System:

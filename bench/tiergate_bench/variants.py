@@ -10,6 +10,7 @@ from typing import Any, Literal, cast
 __all__ = ["KINDS", "Kind", "Roles", "Variant", "load_variants"]
 
 Kind = Literal["direct", "nginx", "tiergate", "litellm"]
+Identity = Literal["anonymous", "api-key"]
 KINDS: tuple[Kind, ...] = ("direct", "nginx", "tiergate", "litellm")
 _VARIANT_KEYS = {
     "name",
@@ -21,8 +22,9 @@ _VARIANT_KEYS = {
     "slow_streams",
     "enabled",
     "note",
+    "identity",
 }
-_ROLE_KEYS = {"baseline", "reference", "gateway", "gateway_scaled"}
+_ROLE_KEYS = {"baseline", "reference", "gateway", "gateway_scaled", "gateway_identity"}
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,8 @@ class Variant:
     slow_streams: bool = False
     enabled: bool = True
     note: str = ""
+    identity: Identity = "anonymous"
+    """tiergate only: `anonymous` (limits off) or `api-key` (an agent key, limits in Redis)."""
 
 
 @dataclass(frozen=True)
@@ -48,10 +52,17 @@ class Roles:
     reference: str = "litellm"  # CPU per request is compared with this one
     gateway: str = "tiergate"  # the targets are about this one
     gateway_scaled: str = "tiergate-w2"  # workers = 2: should roughly double throughput
+    gateway_identity: str = "tiergate-key"  # with an API key and limits in Redis (issue 4)
 
 
 def _fail(path: Path, where: str, message: str) -> ValueError:
     return ValueError(f"{path}: {where}: {message}")
+
+
+def _identity(path: Path, where: str, value: Any) -> Identity:
+    if value not in {"anonymous", "api-key"}:
+        raise _fail(path, where, f"identity must be anonymous or api-key, got {value!r}")
+    return cast(Identity, value)
 
 
 def _variant(path: Path, index: int, raw: dict[str, Any]) -> Variant:
@@ -78,6 +89,7 @@ def _variant(path: Path, index: int, raw: dict[str, Any]) -> Variant:
         args=tuple(str(arg) for arg in raw.get("args", ())),
         connections=tuple(int(c) for c in connections) if connections is not None else None,
         slow_streams=bool(raw.get("slow_streams", False)),
+        identity=_identity(path, where, raw.get("identity", "anonymous")),
         enabled=bool(raw.get("enabled", True)),
         note=str(raw.get("note", "")),
     )

@@ -17,7 +17,8 @@ wrk.method = "POST"
 wrk.path = os.getenv("BENCH_PATH") or "/v1/chat/completions"
 wrk.body = body
 wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer bench-not-a-secret"
+-- tiergate: `Bearer anonymous` is the keyless tier; the api-key variant sends an agent key.
+wrk.headers["Authorization"] = os.getenv("BENCH_AUTHORIZATION") or "Bearer anonymous"
 wrk.headers["Accept"] = "application/json, text/event-stream"
 
 function done(summary, latency, requests)

@@ -39,7 +39,7 @@ class Mesh:
         return f"{self.gateway.base_url}/v1"
 
     def client(self, **kwargs: Any) -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.api, api_key="unused", max_retries=0, **kwargs)
+        return openai.OpenAI(base_url=self.api, api_key="anonymous", max_retries=0, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +58,9 @@ def mesh() -> Iterator[Mesh]:
             "TIERGATE_GATEWAY_BACKENDS__CPU__HEALTH_URL": f"{cpu.base_url}/readyz",
             "TIERGATE_GATEWAY_MAX_BODY_BYTES": str(BODY_LIMIT),
             "TIERGATE_GATEWAY_HEALTH_PROBE_INTERVAL_S": "1",
+            # The relay under test; tiers and limits have their own end-to-end tests.
+            "TIERGATE_GATEWAY_TIERS": json.dumps({"anonymous": {}}),
+            "TIERGATE_GATEWAY_AUTH__URL": "",
         }
         with ServiceProcess("tiergate_gateway", "TIERGATE_GATEWAY_", gateway_env) as gateway:
             yield Mesh(cpu=cpu, gateway=gateway)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -10,7 +11,14 @@ import httpx
 import pytest
 
 from tiergate_gateway.app import create_app
-from tiergate_gateway.settings import BackendSettings, GatewaySettings, ModelAlias
+from tiergate_gateway.settings import (
+    AuthLink,
+    BackendSettings,
+    GatewaySettings,
+    ModelAlias,
+    ResilienceSettings,
+    TierPolicy,
+)
 from tiergate_testkit.asgi import serve_in_loop
 from tiergate_testkit.fake_engine import FakeEngine, RecordedRequest
 
@@ -43,6 +51,13 @@ def gateway_settings(engine_url: str, **backend: object) -> GatewaySettings:
         models=[ModelAlias(id=ALIAS, backend="cpu", engine_model=ENGINE_MODEL)],
         max_body_bytes=BODY_LIMIT,
         health_probe_interval_s=0.2,
+        # Relay tests run unlimited and without an auth service; tests/gateway/test_identity.py
+        # and test_limits.py cover tiers and limits.
+        tiers={"anonymous": TierPolicy(max_tokens=100_000)},
+        auth=AuthLink(url=None),
+        # One upstream attempt per request: these tests pin relay and error mapping; the
+        # retry path has its own tests (test_fallback.py, test_app_errors.py metrics).
+        resilience=ResilienceSettings(retries=0),
     )
 
 
@@ -66,3 +81,11 @@ def last_chat(engine: FakeEngine) -> RecordedRequest:
 
 def chat_body(**extra: Any) -> dict[str, Any]:
     return {"model": ALIAS, "messages": [{"role": "user", "content": "hello there"}], **extra}
+
+
+@contextlib.asynccontextmanager
+async def running(settings: GatewaySettings, engine: FakeEngine) -> AsyncIterator[Gateway]:
+    """A gateway app with these settings, served in this loop."""
+    app = create_app(settings)
+    async with serve_in_loop(app) as url, httpx.AsyncClient(base_url=url, timeout=10) as client:
+        yield Gateway(url=url, client=client, engine=engine)

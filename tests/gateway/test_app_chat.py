@@ -19,7 +19,7 @@ def sse_events(text: str) -> list[str]:
 
 
 async def test_non_stream_with_openai_client(gateway: Gateway) -> None:
-    client = openai.AsyncOpenAI(base_url=f"{gateway.url}/v1", api_key="unused", max_retries=0)
+    client = openai.AsyncOpenAI(base_url=f"{gateway.url}/v1", api_key="anonymous", max_retries=0)
     raw = await client.chat.completions.with_raw_response.create(
         model=ALIAS, messages=[{"role": "user", "content": "hello there"}], max_tokens=3
     )
@@ -35,7 +35,7 @@ async def test_non_stream_with_openai_client(gateway: Gateway) -> None:
 
 
 async def test_stream_with_openai_client(gateway: Gateway) -> None:
-    client = openai.AsyncOpenAI(base_url=f"{gateway.url}/v1", api_key="unused", max_retries=0)
+    client = openai.AsyncOpenAI(base_url=f"{gateway.url}/v1", api_key="anonymous", max_retries=0)
     stream = await client.chat.completions.create(
         model=ALIAS,
         messages=[{"role": "user", "content": "hi"}],
@@ -162,3 +162,18 @@ async def test_each_response_carries_its_own_headers_once(gateway: Gateway, stre
             assert len(response.headers.get_list(name)) == 1, (name, response.headers)
         ids.add(response.headers["x-request-id"])
     assert len(ids) == 3
+
+
+async def test_upstream_cookies_are_neither_kept_nor_relayed(gateway: Gateway) -> None:
+    # One pool serves every user: a cookie the engine sets for one request must not ride
+    # along on the next (someone else's) request, nor reach the client.
+    for stream in (False, True):
+        cookie = {"headers": {"Set-Cookie": "sid=secret; Path=/"}}
+        response = await gateway.client.post(
+            "/v1/chat/completions", json=chat_body(stream=stream, fake=cookie)
+        )
+        assert response.status_code == 200
+        assert "set-cookie" not in response.headers
+        response = await gateway.client.post("/v1/chat/completions", json=chat_body(stream=stream))
+        assert response.status_code == 200
+        assert "cookie" not in last_chat(gateway.engine).headers

@@ -9,10 +9,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import msgspec
 import openai
 import pytest
 
 from tiergate_gateway.app import create_app
+from tiergate_gateway.settings import ResilienceSettings
 from tiergate_testkit.asgi import serve_in_loop
 from tiergate_testkit.fake_engine import FakeEngine
 
@@ -295,7 +297,7 @@ async def test_unreachable_backend_is_503_with_retry_after() -> None:
         assert_envelope(ready, 503)
         assert ready.headers["retry-after"]
         # The official client sees a 503 as InternalServerError after its own retries.
-        oai = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+        oai = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="anonymous", max_retries=0)
         with pytest.raises(openai.InternalServerError) as caught:
             await oai.chat.completions.create(
                 model=ALIAS, messages=[{"role": "user", "content": "x"}]
@@ -305,7 +307,7 @@ async def test_unreachable_backend_is_503_with_retry_after() -> None:
 
 
 async def test_openai_client_errors_carry_param_and_code(gateway: Gateway) -> None:
-    oai = openai.AsyncOpenAI(base_url=f"{gateway.url}/v1", api_key="x", max_retries=0)
+    oai = openai.AsyncOpenAI(base_url=f"{gateway.url}/v1", api_key="anonymous", max_retries=0)
     with pytest.raises(openai.BadRequestError) as bad:
         await oai.chat.completions.create(
             model=ALIAS, messages=[{"role": "user", "content": "x"}], temperature=9
@@ -321,7 +323,7 @@ def data_events(text: str) -> list[str]:
     return [e.removeprefix("data: ") for e in text.split("\n\n") if e.startswith("data: ")]
 
 
-async def test_drop_mid_stream_ends_with_error_event_not_done(gateway: Gateway) -> None:
+async def test_drop_mid_stream_ends_with_error_event_then_done(gateway: Gateway) -> None:
     response = await gateway.client.post(
         # Paced like a real engine: aiohttp (our pool) drops bytes still unread when the
         # connection breaks in the same instant, which a paced stream never hits.
@@ -330,10 +332,10 @@ async def test_drop_mid_stream_ends_with_error_event_not_done(gateway: Gateway) 
     )
     assert response.status_code == 200
     events = data_events(response.text)
-    assert "[DONE]" not in events
-    last = json.loads(events[-1])
+    assert events[-1] == "[DONE]"  # after the error: never a fallback once bytes went out
+    last = json.loads(events[-2])
     assert last["error"]["code"] == "upstream_stream_error"
-    contents = [json.loads(e) for e in events[:-1]]
+    contents = [json.loads(e) for e in events[:-2]]
     assert sum(1 for c in contents if c["choices"] and c["choices"][0]["delta"].get("content")) == 2
 
 
@@ -341,7 +343,9 @@ async def test_stall_mid_stream_times_out_with_error_event(gateway: Gateway) -> 
     response = await gateway.client.post(
         CHAT, json=chat_body(stream=True, fake={"chunks": 6, "stall_after": 1})
     )
-    last = json.loads(data_events(response.text)[-1])
+    events = data_events(response.text)
+    assert events[-1] == "[DONE]"
+    last = json.loads(events[-2])
     assert "timeout" in last["error"]["message"]
     async with asyncio.timeout(5):
         await gateway.engine.wait_settled()
@@ -349,7 +353,7 @@ async def test_stall_mid_stream_times_out_with_error_event(gateway: Gateway) -> 
 
 
 async def test_openai_client_raises_on_mid_stream_error(gateway: Gateway) -> None:
-    oai = openai.AsyncOpenAI(base_url=f"{gateway.url}/v1", api_key="x", max_retries=0)
+    oai = openai.AsyncOpenAI(base_url=f"{gateway.url}/v1", api_key="anonymous", max_retries=0)
     stream = await oai.chat.completions.create(
         model=ALIAS,
         messages=[{"role": "user", "content": "x"}],
@@ -389,12 +393,16 @@ async def test_client_disconnect_while_waiting_for_non_stream_answer(gateway: Ga
 
 
 async def test_upstream_error_metrics_are_counted(engine: FakeEngine) -> None:
-    app = create_app(gateway_settings(engine.base_url))
+    settings = msgspec.structs.replace(
+        gateway_settings(engine.base_url), resilience=ResilienceSettings(retries=2)
+    )
+    app = create_app(settings)
     async with serve_in_loop(app) as url, httpx.AsyncClient(base_url=url) as client:
         await client.post(CHAT, json=chat_body(fake={"status": 500}))
         await client.post(CHAT, json=chat_body(stream=True, fake={"drop_after": 1}))
         metrics = (await client.get("/metrics")).text
-    assert 'tiergate_gateway_upstream_errors_total{backend="cpu",kind="status"} 1.0' in metrics
+    # A 500 before the first byte is tried three times (two retries with backoff).
+    assert 'tiergate_gateway_upstream_errors_total{backend="cpu",kind="status"} 3.0' in metrics
     assert 'tiergate_gateway_upstream_errors_total{backend="cpu",kind="midstream"} 1.0' in metrics
     assert (
         'tiergate_gateway_chat_completions_total{backend="cpu",mode="stream",'

@@ -204,9 +204,9 @@ def test_incomplete_event_is_pending() -> None:
 
 
 def test_error_event_shape() -> None:
-    event = error_event("gone", code="x")
+    event, done, rest = error_event("gone", code="x").split(b"\n\n")
+    assert (done, rest) == (b"data: [DONE]", b"")
     assert event.startswith(b"data: ")
-    assert event.endswith(b"\n\n")
     assert json.loads(event[6:]) == {
         "error": {"message": "gone", "type": "server_error", "param": None, "code": "x"}
     }

@@ -64,6 +64,8 @@ def test_two_workers_share_socket_metrics_and_fate(fake_engine: str) -> None:
         f"{PREFIX}SERVER__WORKERS": "2",
         f"{PREFIX}BACKENDS": json.dumps({"cpu": {"base_url": f"{fake_engine}/v1"}}),
         f"{PREFIX}MODELS": json.dumps([{"id": "small", "backend": "cpu", "engine_model": "m"}]),
+        # Unlimited: this test counts requests across workers, not limits.
+        f"{PREFIX}TIERS": json.dumps({"anonymous": {}}),
     }
     service = ServiceProcess("tiergate_gateway", PREFIX, env)
     with service:

@@ -14,6 +14,26 @@ NAMES = {
     "ModelList.json",
     "Model.json",
     "ErrorEnvelope.json",
+    # identity (issue 4)
+    "OtpStartRequest.json",
+    "OtpStartResponse.json",
+    "OtpVerifyRequest.json",
+    "RefreshRequest.json",
+    "LogoutRequest.json",
+    "TokenResponse.json",
+    "ConsentRequest.json",
+    "ConsentResponse.json",
+    "UserInfo.json",
+    "ApiKeyCreate.json",
+    "ApiKeyCreated.json",
+    "ApiKeyList.json",
+    "ApiKeyRecord.json",
+    "KeyLookup.json",
+    "SessionState.json",
+    # retrieval (issue 6)
+    "SearchRequest.json",
+    "SearchResponse.json",
+    "DocumentPut.json",
 }
 
 

@@ -10,6 +10,23 @@ from typing import Any
 import msgspec
 
 from tiergate_proto.errors import ErrorEnvelope
+from tiergate_proto.identity import (
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyList,
+    ApiKeyRecord,
+    ConsentRequest,
+    ConsentResponse,
+    KeyLookup,
+    LogoutRequest,
+    OtpStartRequest,
+    OtpStartResponse,
+    OtpVerifyRequest,
+    RefreshRequest,
+    SessionState,
+    TokenResponse,
+    UserInfo,
+)
 from tiergate_proto.openai import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -17,6 +34,7 @@ from tiergate_proto.openai import (
     Model,
     ModelList,
 )
+from tiergate_proto.rag import DocumentPut, SearchRequest, SearchResponse
 
 PUBLIC_TYPES: tuple[type[msgspec.Struct], ...] = (
     ChatCompletionRequest,
@@ -25,6 +43,24 @@ PUBLIC_TYPES: tuple[type[msgspec.Struct], ...] = (
     ModelList,
     Model,
     ErrorEnvelope,
+    OtpStartRequest,
+    OtpStartResponse,
+    OtpVerifyRequest,
+    RefreshRequest,
+    LogoutRequest,
+    TokenResponse,
+    ConsentRequest,
+    ConsentResponse,
+    UserInfo,
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyList,
+    ApiKeyRecord,
+    KeyLookup,
+    SessionState,
+    SearchRequest,
+    SearchResponse,
+    DocumentPut,
 )
 """Top-level wire types that get one schema file each, named after the class."""
 

@@ -25,7 +25,12 @@ async def serve_in_loop(app: Any) -> AsyncIterator[str]:
     sock.listen(1024)
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        app, lifespan="on", log_config=None, access_log=False, timeout_graceful_shutdown=2
+        app,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=2,
+        proxy_headers=False,  # as in production (tiergate_runtime.server)
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
@@ -48,6 +48,7 @@ class AccessRecord:
         "route",
         "started",
         "status",
+        "tier",
         "trace_id",
     )
 
@@ -64,12 +65,19 @@ class AccessRecord:
         self.completion_tokens: int | None = None
         self.outcome = "ok"
         self.trace_id: str | None = None
+        self.tier: str | None = None
         self.finished = False
         self.extra_headers: list[tuple[bytes, bytes]] = []
 
     def add_header(self, name: str, value: str) -> None:
         """Add a response header, including to error responses rendered by the framework."""
         self.extra_headers.append((name.encode("latin-1"), value.encode("latin-1")))
+
+    def set_header(self, name: str, value: str) -> None:
+        """Add a response header, replacing any earlier value of the same name."""
+        key = name.encode("latin-1")
+        self.extra_headers = [(k, v) for k, v in self.extra_headers if k != key]
+        self.extra_headers.append((key, value.encode("latin-1")))
 
     def finish(self, *, outcome: str | None = None) -> None:
         """Log the request and record its metrics; later calls do nothing."""
@@ -97,6 +105,7 @@ class AccessRecord:
             prompt_tokens=self.prompt_tokens,
             completion_tokens=self.completion_tokens,
             outcome=self.outcome,
+            tier=self.tier,
             trace_id=self.trace_id,
         )
 
@@ -125,8 +134,14 @@ def request_id(scope: Any) -> str:
     return request_record(scope).request_id
 
 
-def edge_hook(metrics: HttpMetrics) -> Callable[[Any, Any], Awaitable[None]]:
-    """A Litestar `before_send` hook: request id header, status, finish on the last body."""
+def edge_hook(
+    metrics: HttpMetrics, static_headers: Sequence[tuple[bytes, bytes]] = ()
+) -> Callable[[Any, Any], Awaitable[None]]:
+    """A Litestar `before_send` hook: request id header, status, finish on the last body.
+
+    `static_headers` go on every response (the security headers of `browser.py`).
+    """
+    fixed = list(static_headers)
 
     async def before_send(message: Any, scope: Any) -> None:
         if scope.get("type") != "http":
@@ -139,6 +154,7 @@ def edge_hook(metrics: HttpMetrics) -> Callable[[Any, Any], Awaitable[None]]:
             record.route = scope.get("path_template") or "unmatched"
             headers = list(message.get("headers", ()))
             headers.append((_REQUEST_ID_HEADER_BYTES, record.request_id.encode("ascii")))
+            headers.extend(fixed)
             headers.extend(record.extra_headers)
             message["headers"] = headers
         elif kind == "http.response.body" and not message.get("more_body", False):

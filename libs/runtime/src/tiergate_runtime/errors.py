@@ -21,11 +21,14 @@ from tiergate_proto.errors import ErrorDetail, ErrorEnvelope
 __all__ = [
     "ApiError",
     "BadGateway",
+    "Forbidden",
     "GatewayTimeout",
     "InvalidRequest",
     "NotFound",
     "PayloadTooLarge",
+    "RateLimited",
     "ServiceUnavailable",
+    "Unauthorized",
     "UnsupportedMediaType",
     "error_body",
     "error_response",
@@ -82,6 +85,46 @@ class InvalidRequest(ApiError):
 
     status = 400
     error_type = "invalid_request_error"
+
+
+class Unauthorized(ApiError):
+    """401: a credential was presented and is not valid (never a silent downgrade).
+
+    Carries `WWW-Authenticate` (RFC 6750) naming the problem.
+    """
+
+    status = 401
+    error_type = "authentication_error"
+    default_code = "invalid_api_key"
+
+    def __init__(self, message: str, *, realm: str = "tiergate", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        # RFC 6750 §3: error_description is a quoted-string of printable ASCII minus `"` and `\`.
+        description = "".join(c for c in message if " " <= c <= "~" and c not in '"\\')
+        self.headers.setdefault(
+            "www-authenticate",
+            f'Bearer realm="{realm}", error="invalid_token", '
+            f'error_description="{description[:200]}"',
+        )
+
+
+class Forbidden(ApiError):
+    """403: the caller is known but may not do this (model, tool or origin not allowed)."""
+
+    status = 403
+    error_type = "permission_error"
+    default_code = "forbidden"
+
+
+class RateLimited(ApiError):
+    """429: a limit is reached; always carries Retry-After (whole seconds, at least 1)."""
+
+    status = 429
+    error_type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: int = 1, **kwargs: Any) -> None:
+        super().__init__(message, retry_after=max(1, retry_after), **kwargs)
 
 
 class NotFound(ApiError):

@@ -14,17 +14,31 @@ Trade-off: when a connection breaks, aiohttp raises at the next read even if byt
 arrived just before the break are still buffered. A stream from an engine that crashes in the
 very instant after sending its last tokens loses those tokens (the client gets our error
 event instead); tokens that arrive over time, as engines produce them, are relayed as read.
+
+The aiohttp session keeps no cookies: one pool serves every user, and an upstream's
+`Set-Cookie` for one request must never ride along on another user's request.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-__all__ = ["PooledTransport"]
+__all__ = ["PooledTransport", "no_cookies"]
+
+
+def no_cookies() -> CookieJar:
+    """A cookie jar that keeps nothing, for `httpx.AsyncClient(cookies=...)` in a proxy.
+
+    A proxy's one client serves every user; cookies an upstream sets for one must never be
+    sent on behalf of another.
+    """
+    # A CookieJar, not httpx.Cookies: the client copies an httpx.Cookies into a default jar.
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
 
 
 # Most specific first: the first aiohttp type that matches decides.
@@ -66,7 +80,20 @@ class _PreciseStream(httpx.AsyncByteStream):
 
 
 class PooledTransport(AiohttpTransport):
-    """`httpx.AsyncClient(transport=PooledTransport(limits=...))`: aiohttp's pool, httpx's API."""
+    """`httpx.AsyncClient(transport=PooledTransport(limits=...))`: aiohttp's pool, httpx's API.
+
+    Also usable on its own: `await transport.handle_async_request(httpx.Request(...))`, with
+    the timeouts in `request.extensions["timeout"]`.
+    """
+
+    def get_client(self) -> aiohttp.ClientSession:
+        """The aiohttp session, made on first use (inside the running loop): no cookie jar."""
+        connector = aiohttp.TCPConnector(
+            limit=self.limits.max_connections or 0,
+            keepalive_timeout=self.limits.keepalive_expiry,
+            ssl=self.ssl_context,
+        )
+        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send through aiohttp; raise httpx exceptions that say what really happened."""

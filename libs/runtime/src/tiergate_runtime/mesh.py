@@ -4,6 +4,10 @@ Starts each service of the mesh file in order as a child process, waits until it
 before starting the next, prints where to point a client, and on Ctrl-C (or when any service
 dies) stops them all in reverse order. No Docker, no Redis: each service uses its embedded
 defaults unless its own config says otherwise.
+
+Secrets the services must share (the auth pepper, the internal and admin tokens) are named in
+`secrets` and made fresh for each run; `${NAME}` in a service's environment or in the banner
+is replaced by the value. `TIERGATE_MESH_SECRET_<NAME>` in the environment fixes one instead.
 """
 
 from __future__ import annotations
@@ -11,7 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
+import secrets
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -27,11 +34,17 @@ __all__ = ["MeshService", "MeshSettings", "main"]
 
 
 class MeshService(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """One service of the mesh: the module to run, its environment, its readiness URL."""
+    """One service of the mesh: the module to run, its environment, how to know it is ready.
+
+    Ready when `ready_url` answers 200, or (for a non-HTTP service) when `ready_tcp`
+    (`host:port`) accepts a connection.
+    """
 
     name: str
     module: str
-    ready_url: str
+    args: list[str] = []
+    ready_url: str | None = None
+    ready_tcp: str | None = None
     ready_timeout_s: float = 180.0
     env: dict[str, str] = msgspec.field(default_factory=dict)
 
@@ -42,6 +55,38 @@ class MeshSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     services: list[MeshService]
     banner: str = ""
     log_level: str = "info"
+    secrets: list[str] = []
+
+
+_PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
+
+
+def _secrets(names: list[str], environ: dict[str, str]) -> dict[str, str]:
+    return {
+        name: environ.get(f"TIERGATE_MESH_SECRET_{name}") or secrets.token_urlsafe(32)
+        for name in names
+    }
+
+
+def _fill(text: str, values: dict[str, str]) -> str:
+    """Replace `${NAME}` with its value; an unknown name is a configuration error."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in values:
+            raise RuntimeError(f"unknown placeholder ${{{name}}} (declare it in `secrets`)")
+        return values[name]
+
+    return _PLACEHOLDER.sub(value, text)
+
+
+def _tcp_open(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 async def _wait_ready(child: ChildProcess, service: MeshService) -> None:
@@ -50,9 +95,12 @@ async def _wait_ready(child: ChildProcess, service: MeshService) -> None:
         while time.monotonic() < deadline:
             if child.returncode is not None:
                 raise RuntimeError(f"{service.name} exited with status {child.returncode}")
-            with contextlib.suppress(httpx.HTTPError):
-                if (await client.get(service.ready_url)).status_code == 200:
-                    return
+            if service.ready_url is not None:
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(service.ready_url)).status_code == 200:
+                        return
+            elif service.ready_tcp is None or await asyncio.to_thread(_tcp_open, service.ready_tcp):
+                return
             await asyncio.sleep(0.2)
     raise RuntimeError(f"{service.name} not ready after {service.ready_timeout_s} s")
 
@@ -63,12 +111,12 @@ async def _run(settings: MeshSettings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     children: list[ChildProcess] = []
+    values = _secrets(settings.secrets, dict(os.environ))
     try:
         for service in settings.services:
-            env = {**os.environ, **service.env}
-            child = ChildProcess(
-                service.name, [sys.executable, "-m", service.module], env, capture_output=False
-            )
+            env = {**os.environ, **{k: _fill(v, values) for k, v in service.env.items()}}
+            argv = [sys.executable, "-m", service.module, *service.args]
+            child = ChildProcess(service.name, argv, env, capture_output=False)
             await child.start()
             children.append(child)
             waiter = asyncio.ensure_future(_wait_ready(child, service))
@@ -79,7 +127,7 @@ async def _run(settings: MeshSettings) -> int:
                 waiter.cancel()
                 return 130
             waiter.result()
-        print(settings.banner, file=sys.stderr, flush=True)
+        print(_fill(settings.banner, values), file=sys.stderr, flush=True)
         exits = [asyncio.ensure_future(c.wait()) for c in children]
         stopper = asyncio.ensure_future(stop.wait())
         done, _ = await asyncio.wait([*exits, stopper], return_when=asyncio.FIRST_COMPLETED)

@@ -13,12 +13,14 @@ line went out.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
+from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
 import httpx
 import structlog
 from litestar import Request, Response
+from litestar.datastructures import Cookie
 from litestar.response import Stream
 
 from tiergate_runtime.edge import REQUEST_ID_HEADER, AccessRecord, request_record
@@ -61,9 +63,17 @@ def safe_path(path: str, raw_path: bytes) -> bool:
 class ReverseProxy:
     """Forwards a Litestar request to `base_url` + the same path and streams the answer back."""
 
-    def __init__(self, client: httpx.AsyncClient | None, name: str) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient | None,
+        name: str,
+        *,
+        drop_response_headers: Iterable[str] = (),
+    ) -> None:
+        """`drop_response_headers`: upstream headers not relayed (ones we set ourselves)."""
         self._client = client
         self.name = name
+        self._drop = HOP_BY_HOP | {"content-type"} | {h.lower() for h in drop_response_headers}
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -76,14 +86,44 @@ class ReverseProxy:
     def client(self, client: httpx.AsyncClient) -> None:
         self._client = client
 
-    async def forward(self, request: Request[Any, Any, Any], base_url: str) -> Response[Any]:
-        """Relay `request` to the upstream; raise an ApiError if the upstream cannot answer."""
+    async def forward(
+        self,
+        request: Request[Any, Any, Any],
+        base_url: str,
+        *,
+        client_ip: str | None = None,
+        on_finish: Callable[[], None] | None = None,
+    ) -> Response[Any]:
+        """Relay `request` to the upstream; raise an ApiError if the upstream cannot answer.
+
+        With `client_ip`, `X-Forwarded-For` is replaced by it: the upstream learns the client
+        address we resolved, not a chain the client could have written. `on_finish` is called
+        once when the exchange is over — answer relayed, failed, or the client gone.
+        """
+        try:
+            response = await self._forward(request, base_url, client_ip, on_finish)
+        except BaseException:
+            if on_finish is not None:
+                on_finish()
+            raise
+        return response
+
+    async def _forward(
+        self,
+        request: Request[Any, Any, Any],
+        base_url: str,
+        client_ip: str | None,
+        on_finish: Callable[[], None] | None,
+    ) -> Response[Any]:
         path = request.url.path
         if not safe_path(path, request.scope.get("raw_path") or path.encode()):
             raise NotFound(f"Unknown path: {request.method} {path[:200]}", code="unknown_url")
         record = request_record(request.scope)
-        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
+        drop = HOP_BY_HOP if client_ip is None else HOP_BY_HOP | {"x-forwarded-for"}
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in drop]
         headers.append((REQUEST_ID_HEADER, record.request_id))
+        if client_ip is not None:
+            headers.append(("x-forwarded-for", client_ip))
         body = await request.body()
         upstream = self.client.build_request(
             request.method,
@@ -96,6 +136,8 @@ class ReverseProxy:
             response = await unless_client_leaves(request, self.client.send(upstream, stream=True))
         except ClientGone:
             record.outcome = "client_disconnected"
+            if on_finish is not None:
+                on_finish()
             return Response(b"", status_code=499)  # nobody reads it; the log says what happened
         except httpx.HTTPError as exc:
             error, _ = transport_error(self.name, exc)
@@ -103,17 +145,52 @@ class ReverseProxy:
         out_headers = {
             k: v
             for k, v in response.headers.items()
-            if k.lower() not in HOP_BY_HOP and k.lower() != "content-type"
+            if k.lower() not in self._drop and k.lower() != "set-cookie"
         }
         return Stream(
-            _relay(response, record, self.name),
+            _relay(response, record, self.name, on_finish),
             status_code=response.status_code,
             headers=out_headers,
+            cookies=_cookies(response.headers.get_list("set-cookie")),
             media_type=response.headers.get("content-type"),
         )
 
 
-async def _relay(response: httpx.Response, record: AccessRecord, name: str) -> AsyncIterator[bytes]:
+def _cookies(set_cookie: list[str]) -> list[Cookie]:
+    """Upstream `Set-Cookie` headers as Litestar cookies (a response keeps headers in a dict,
+    which would fold several `Set-Cookie` lines into one broken value)."""
+    cookies: list[Cookie] = []
+    for line in set_cookie:
+        parsed = SimpleCookie()
+        try:
+            parsed.load(line)
+        except CookieError:
+            continue  # not relayable; dropping it beats sending a mangled one
+        for morsel in parsed.values():
+            max_age = morsel["max-age"]
+            same_site = str(morsel["samesite"]).lower() or "lax"
+            cookies.append(
+                Cookie(
+                    key=morsel.key,
+                    value=morsel.value,
+                    path=morsel["path"] or "/",
+                    domain=morsel["domain"] or None,
+                    max_age=int(max_age) if str(max_age).lstrip("-").isdigit() else None,
+                    expires=None,
+                    secure=bool(morsel["secure"]),
+                    httponly=bool(morsel["httponly"]),
+                    samesite=same_site if same_site in {"lax", "strict", "none"} else "lax",  # type: ignore[arg-type]
+                )
+            )
+    return cookies
+
+
+async def _relay(
+    response: httpx.Response,
+    record: AccessRecord,
+    name: str,
+    on_finish: Callable[[], None] | None = None,
+) -> AsyncIterator[bytes]:
     finished = False
     try:
         async for chunk in response.aiter_raw():
@@ -131,3 +208,5 @@ async def _relay(response: httpx.Response, record: AccessRecord, name: str) -> A
             record.outcome = "client_disconnected"
         if not finished:
             record.finish()  # no last body message will go out to let the edge do it
+        if on_finish is not None:
+            on_finish()

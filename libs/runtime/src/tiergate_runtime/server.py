@@ -79,5 +79,8 @@ def run_on_socket(app: Any, sock: socket.socket, settings: ServerSettings) -> No
         date_header=False,
         timeout_graceful_shutdown=int(settings.graceful_shutdown_s),
         backlog=settings.backlog,
+        # uvicorn would rewrite the client address from X-Forwarded-For for any peer on
+        # 127.0.0.1; services decide whom to believe themselves (tiergate_runtime.clientip).
+        proxy_headers=False,
     )
     uvicorn.Server(config).run(sockets=[sock])

@@ -8,7 +8,8 @@ Sources, later wins:
 2. environment variables `<prefix><FIELD>`, nesting with `__`:
    `TIERGATE_GATEWAY_SERVER__PORT=9000` sets `server.port`. A value that starts with `[` or `{`
    is parsed as JSON (to replace a whole list or table); anything else is a string that
-   msgspec converts to the field's type (`"9000"` → 9000, `"true"` → True).
+   msgspec converts to the field's type (`"9000"` → 9000, `"true"` → True). An empty value
+   sets an optional field to None (`TIERGATE_GATEWAY_AUTH__URL=` turns the auth link off).
 
 Settings Structs must set `forbid_unknown_fields=True`: a typo in config fails loudly. Errors
 are raised as `SettingsError` whose message names the bad field, e.g.
@@ -66,6 +67,8 @@ def _set_nested(target: dict[str, Any], keys: list[str], value: Any) -> None:
 
 
 def _env_value(name: str, raw: str) -> Any:
+    if raw == "":
+        return None  # an empty variable unsets an optional setting (e.g. a URL)
     if raw[:1] in "[{":
         try:
             return json.loads(raw)

@@ -15,10 +15,10 @@ from prometheus_client import CollectorRegistry, Gauge
 from tiergate_cpu_llm.engine import Engine
 from tiergate_cpu_llm.model import resolve_model_path
 from tiergate_cpu_llm.settings import CpuLlmSettings
-from tiergate_runtime.edge import edge_hook
-from tiergate_runtime.errors import ServiceUnavailable, exception_handlers
-from tiergate_runtime.health import health_handlers
-from tiergate_runtime.metrics import HttpMetrics, metrics_handler
+from tiergate_runtime.app import service_app
+from tiergate_runtime.errors import ServiceUnavailable
+from tiergate_runtime.http_transport import no_cookies
+from tiergate_runtime.metrics import HttpMetrics
 from tiergate_runtime.proxy import ReverseProxy
 
 __all__ = ["create_app"]
@@ -45,6 +45,7 @@ def create_app(settings: CpuLlmSettings) -> Litestar:
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         proxy.client = httpx.AsyncClient(
+            cookies=no_cookies(),
             timeout=httpx.Timeout(
                 connect=2.0, read=settings.proxy_read_timeout_s, write=30.0, pool=5.0
             ),
@@ -75,15 +76,13 @@ def create_app(settings: CpuLlmSettings) -> Litestar:
         """llama.cpp's slot monitor (read-only): which slots are generating right now."""
         return await to_engine(request)
 
-    app = Litestar(
-        route_handlers=[v1, slots, *health_handlers(readiness), metrics_handler(registry)],
-        lifespan=[lifespan],
-        exception_handlers=exception_handlers(),
-        before_send=[edge_hook(http_metrics)],
-        request_max_body_size=settings.max_body_bytes,
-        openapi_config=None,
-        debug=False,
-        logging_config=None,
+    app = service_app(
+        [v1, slots],
+        registry=registry,
+        http_metrics=http_metrics,
+        lifespan=lifespan,
+        max_body_bytes=settings.max_body_bytes,
+        not_ready=readiness,
     )
     app.state.engine = engine
     return app

@@ -33,7 +33,9 @@ class EngineLaunch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     threads_batch: int
     batch_size: int
     seed: int | None
-    port_file: str
+    port_file: str | None = None
+    port: int = 0
+    """0: any free port (cpu-llm reads it from the port file); gpu-llm gives a fixed one."""
 
 
 def main(argv: list[str]) -> int:
@@ -51,7 +53,7 @@ def main(argv: list[str]) -> int:
     params.model.path = launch.model_path
     params.model_alias = {launch.model_id}
     params.hostnames = ["127.0.0.1"]
-    params.port = 0
+    params.port = launch.port
     params.n_ctx = launch.ctx_size
     params.n_parallel = launch.parallel
     params.cont_batching = True
@@ -66,7 +68,8 @@ def main(argv: list[str]) -> int:
         params.sampling.seed = launch.seed
     server = xllamacpp.Server(params)
     address: str = server.listening_address
-    write_port_file(Path(launch.port_file), int(address.rsplit(":", 1)[1]))
+    if launch.port_file is not None:
+        write_port_file(Path(launch.port_file), int(address.rsplit(":", 1)[1]))
     print(f"engine listening {address}", flush=True)
     signal.sigwait(stop_signals)
     # An orderly stop waits for llama.cpp's threads; if they hang (a slot stuck generating

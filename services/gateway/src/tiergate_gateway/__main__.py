@@ -30,6 +30,13 @@ def main() -> int:
         models=[m.id for m in settings.models],
     )
     if settings.server.workers > 1:
+        if settings.store.url is None:
+            structlog.get_logger("tiergate.gateway").warning(
+                "limits_per_worker",
+                workers=settings.server.workers,
+                note="no store.url (or REDIS_URL): each worker keeps its own limits, so a "
+                "subject gets up to `workers` times its tier's limits; set a shared Redis",
+            )
         del app  # each worker builds its own
         return serve_workers("tiergate_gateway.app:from_environment", settings.server)
     try:

@@ -6,24 +6,48 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
+import redis.asyncio as aioredis
 from litestar import Litestar, Request, Response, asgi, route
+from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
+from tiergate_gateway.breaker import Breakers
 from tiergate_gateway.catalog import Catalog
 from tiergate_gateway.chat import ChatService
+from tiergate_gateway.gate import Gate
+from tiergate_gateway.grounding import Grounder
+from tiergate_gateway.identity.directory import (
+    AuthServiceDirectory,
+    CachedDirectory,
+    Directory,
+    StoreSource,
+)
+from tiergate_gateway.identity.jwks import JwksCache
+from tiergate_gateway.identity.resolver import IdentityResolver
+from tiergate_gateway.limits import GatewayLimits
 from tiergate_gateway.metrics import GatewayMetrics
 from tiergate_gateway.readiness import BackendProber
+from tiergate_gateway.routing.router import Router
 from tiergate_gateway.settings import GatewaySettings, load, validate
 from tiergate_gateway.upstream.client import Upstream
-from tiergate_runtime.edge import edge_hook, request_record
-from tiergate_runtime.errors import NotFound, exception_handlers
-from tiergate_runtime.health import health_handlers
+from tiergate_gateway.wake import WakeCoordinator
+from tiergate_runtime.app import service_app
+from tiergate_runtime.browser import security_headers
+from tiergate_runtime.clientip import TrustedProxies
+from tiergate_runtime.edge import request_record
+from tiergate_runtime.errors import NotFound
+from tiergate_runtime.http_transport import no_cookies
 from tiergate_runtime.logging import configure_logging
-from tiergate_runtime.metrics import metrics_handler
+from tiergate_runtime.proxy import ReverseProxy
 from tiergate_runtime.server import ServerSettings
 from tiergate_runtime.tracing import configure_tracing
+from tiergate_state.directory import StoreDirectory
+from tiergate_state.keys import KeyLayout
+from tiergate_state.limits import Limiter, ResilientLimiter
+from tiergate_state.store import connect
 
 __all__ = ["create_app", "from_environment"]
 
@@ -43,28 +67,90 @@ def create_app(
     metrics = GatewayMetrics(registry)
     catalog = Catalog(settings)
     upstreams = {name: Upstream(name, b, metrics) for name, b in settings.backends.items()}
-    chat = ChatService(catalog, upstreams, metrics, settings.max_body_bytes, tracer)
+    store = connect(settings.store)
+    auth_client = httpx.AsyncClient(
+        timeout=settings.auth.timeout_s, cookies=no_cookies(), trust_env=False
+    )
+    gate = _build_gate(settings, store, auth_client, metrics)
+    router = Router(settings.routes, catalog, settings.languages)
+    wake = _build_wake(settings, store, auth_client)
+    chat = ChatService(
+        catalog,
+        upstreams,
+        metrics,
+        gate,
+        router=router,
+        wake=wake,
+        breakers=Breakers(
+            settings.resilience.breaker_threshold,
+            settings.resilience.breaker_cooldown_s,
+            metrics.breaker_state,
+        ),
+        retries=settings.resilience.retries,
+        grounder=(
+            Grounder(
+                auth_client,
+                settings.rag.url,
+                settings.rag.timeout_s,
+                settings.rag.k,
+                settings.rag.max_source_chars,
+            )
+            if settings.rag.url is not None
+            else None
+        ),
+        max_body_bytes=settings.max_body_bytes,
+        tracer=tracer,
+    )
     prober = BackendProber(settings)
+    auth_proxy = _auth_proxy(settings, auth_client)
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         for upstream in upstreams.values():
             upstream.start()
         prober.start()
+        gate.limits.start()
         try:
             yield
         finally:
+            await gate.limits.stop()
+            await wake.aclose()
             await prober.stop()
             for upstream in upstreams.values():
                 await upstream.aclose()
+            await auth_client.aclose()
+            await store.aclose()
             if provider is not None and tracer_provider is None:
                 provider.shutdown()  # flushes spans not yet exported
 
     chat_completions = asgi("/v1/chat/completions", copy_scope=False, include_in_schema=False)(chat)
 
-    @route("/v1/models", http_method=["GET", "HEAD"], sync_to_thread=False, include_in_schema=False)
-    def list_models() -> Response[bytes]:
-        return Response(catalog.list_body, media_type="application/json")
+    app = service_app(
+        [chat_completions, *_public_routes(settings, catalog, gate, auth_proxy)],
+        registry=registry,
+        http_metrics=metrics.http,
+        lifespan=lifespan,
+        max_body_bytes=settings.max_body_bytes,
+        not_ready=prober.not_ready_reason,
+        browser=settings.browser,
+    )
+    app.state.prober = prober
+    app.state.metrics = metrics
+    app.state.gate = gate
+    app.state.wake = wake
+    return app
+
+
+def _public_routes(
+    settings: GatewaySettings, catalog: Catalog, gate: Gate, auth_proxy: ReverseProxy
+) -> list[HTTPRouteHandler]:
+    """`/v1/models` (per tier), `/v1/models/{id}`, and the `/v1/auth/*` relay."""
+
+    @route("/v1/models", http_method=["GET", "HEAD"], include_in_schema=False)
+    async def list_models(request: Request[Any, Any, Any]) -> Response[bytes]:
+        record = request_record(request.scope)
+        policy = gate.policy(await gate.principal(request.scope, record))
+        return Response(catalog.list_body_for(policy.models), media_type="application/json")
 
     @route(
         "/v1/models/{model_id:path}",
@@ -84,25 +170,85 @@ def create_app(
         request_record(request.scope).model = model_id
         return Response(body, media_type="application/json")
 
-    app = Litestar(
-        route_handlers=[
-            chat_completions,
-            list_models,
-            get_model,
-            *health_handlers(prober.not_ready_reason),
-            metrics_handler(registry),
-        ],
-        lifespan=[lifespan],
-        exception_handlers=exception_handlers(),
-        before_send=[edge_hook(metrics.http)],
-        request_max_body_size=settings.max_body_bytes,
-        openapi_config=None,
-        debug=False,
-        logging_config=None,
+    auth_url = settings.auth.url
+
+    @route(
+        ["/v1/auth/{path:path}", "/.well-known/jwks.json"],
+        http_method=["GET", "POST", "PUT", "DELETE"],
+        include_in_schema=False,
     )
-    app.state.prober = prober
-    app.state.metrics = metrics
-    return app
+    async def to_auth(request: Request[Any, Any, Any]) -> Response[Any]:
+        if auth_url is None or not settings.auth.proxy:
+            raise NotFound(f"Unknown path: {request.method} {request.url.path}", code="unknown_url")
+        client_ip = gate.resolver.client_ip(request.scope)
+        return await auth_proxy.forward(request, auth_url.rstrip("/"), client_ip=client_ip)
+
+    return [list_models, get_model, to_auth]
+
+
+def _build_wake(
+    settings: GatewaySettings, store: aioredis.Redis, client: httpx.AsyncClient
+) -> WakeCoordinator:
+    """Wake handling for the backends that scale to zero (each waits for its first model)."""
+    models: dict[str, str] = {}
+    for model in settings.models:
+        models.setdefault(model.backend, model.engine_model)
+    return WakeCoordinator(settings.backends, models, store, client, settings.store.key_prefix)
+
+
+def _auth_proxy(settings: GatewaySettings, client: httpx.AsyncClient) -> ReverseProxy:
+    """The `/v1/auth/*` relay; the auth service's own edge headers are replaced by ours."""
+    own_headers = [name.decode() for name, _ in security_headers(settings.browser)]
+    return ReverseProxy(
+        client,
+        "auth",
+        drop_response_headers=[
+            *own_headers,
+            "strict-transport-security",
+            "x-request-id",
+            "vary",
+            "access-control-allow-origin",
+            "access-control-allow-credentials",
+            "access-control-expose-headers",
+        ],
+    )
+
+
+def _build_gate(
+    settings: GatewaySettings,
+    store: aioredis.Redis,
+    auth_client: httpx.AsyncClient,
+    metrics: GatewayMetrics,
+) -> Gate:
+    """Identity (directory, JWKS), tier policy and limits, from the settings."""
+    link = settings.auth
+    prefix = settings.store.key_prefix
+    source: Directory | None = None
+    if settings.store.url is not None:
+        source = StoreSource(StoreDirectory(store, KeyLayout(prefix)))
+    elif link.url is not None and link.internal_token is not None:
+        source = AuthServiceDirectory(auth_client, link.url, link.internal_token)
+    directory = CachedDirectory(source, link.cache_ttl_s, link.stale_s) if source else None
+    jwks = None
+    if link.url is not None:
+        jwks = JwksCache(
+            auth_client,
+            f"{link.url.rstrip('/')}/.well-known/jwks.json",
+            max_age_s=link.jwks_max_age_s,
+            min_refetch_s=link.jwks_min_refetch_s,
+        )
+    resolver = IdentityResolver(link, TrustedProxies(settings.trusted_proxies), directory, jwks)
+    limiter = ResilientLimiter(
+        Limiter(store, prefix),
+        retry_s=settings.limits.retry_store_s,
+        on_fallback=metrics.limits_degraded.inc,
+    )
+    limits = GatewayLimits(
+        limiter,
+        settings.limits.lease_s,
+        on_refused=lambda tier, limit: metrics.rate_limited.labels(tier, limit).inc(),
+    )
+    return Gate(resolver, settings.tiers, limits, settings.limits)
 
 
 def from_environment() -> tuple[Litestar, ServerSettings]:

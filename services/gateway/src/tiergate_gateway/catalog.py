@@ -19,6 +19,7 @@ class Route:
     alias: str
     backend: str
     engine_model: str
+    routed: bool = False
 
 
 class Catalog:
@@ -26,12 +27,13 @@ class Catalog:
 
     def __init__(self, settings: GatewaySettings) -> None:
         self._routes = {
-            m.id: Route(alias=m.id, backend=m.backend, engine_model=m.engine_model)
+            m.id: Route(alias=m.id, backend=m.backend, engine_model=m.engine_model, routed=m.routed)
             for m in settings.models
         }
-        models = [self._model(m) for m in settings.models]
-        self.list_body = msgspec.json.encode(ModelList(data=models))
-        self._bodies = {m.id: msgspec.json.encode(m) for m in models}
+        self._models = [self._model(m) for m in settings.models]
+        self.list_body = msgspec.json.encode(ModelList(data=self._models))
+        self._bodies = {m.id: msgspec.json.encode(m) for m in self._models}
+        self._lists: dict[frozenset[str], bytes] = {}
 
     @staticmethod
     def _model(alias: ModelAlias) -> Model:
@@ -40,6 +42,16 @@ class Catalog:
     def route(self, model_id: str) -> Route | None:
         """The route for a public model id, or None if there is no such model."""
         return self._routes.get(model_id)
+
+    def list_body_for(self, allowed: frozenset[str]) -> bytes:
+        """The encoded `/v1/models` list of the models in `allowed` (`*`: all); memoized."""
+        if "*" in allowed:
+            return self.list_body
+        body = self._lists.get(allowed)
+        if body is None:
+            models = [m for m in self._models if m.id in allowed]
+            body = self._lists[allowed] = msgspec.json.encode(ModelList(data=models))
+        return body
 
     def model_body(self, model_id: str) -> bytes | None:
         """The encoded `Model` object for `GET /v1/models/{id}`, or None."""

@@ -9,34 +9,39 @@ engine stops spending compute on it.
 
 from __future__ import annotations
 
-import time
+import os
 from collections.abc import AsyncGenerator
 from typing import Any
 
-import httpx
 import msgspec
 import structlog
 from litestar import Request
 from litestar.exceptions import MethodNotAllowedException
 from litestar.types import HTTPResponseStartEvent, Receive, Scope, Send
 from opentelemetry.trace import Tracer
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
+from tiergate_gateway.breaker import Breakers
 from tiergate_gateway.catalog import Catalog, Route
 from tiergate_gateway.chat_request import parse_chat_request
+from tiergate_gateway.gate import Gate
+from tiergate_gateway.grounding import Grounder
 from tiergate_gateway.metrics import GatewayMetrics
+from tiergate_gateway.policy import apply_policy, estimate_tokens
+from tiergate_gateway.routing.router import Plan, Router
 from tiergate_gateway.tracing import ChatSpan
+from tiergate_gateway.upstream.call import UpstreamCall
 from tiergate_gateway.upstream.client import Upstream
 from tiergate_gateway.upstream.sse import (
-    MAX_PENDING_BYTES,
-    SseOverflow,
     SseTransformer,
-    error_event,
-    model_field,
-    rewrite_model,
 )
-from tiergate_proto.openai import Usage
+from tiergate_gateway.wake import WakeCoordinator
 from tiergate_runtime.edge import REQUEST_ID_HEADER, AccessRecord, request_record
-from tiergate_runtime.errors import ApiError, BadGateway, GatewayTimeout, NotFound
+from tiergate_runtime.errors import (
+    ApiError,
+    NotFound,
+    ServiceUnavailable,
+)
 from tiergate_runtime.upstream import ClientGone, unless_client_leaves
 
 __all__ = ["ChatService"]
@@ -54,13 +59,6 @@ def _sse_start() -> HTTPResponseStartEvent:
     return {"type": "http.response.start", "status": 200, "headers": list(_SSE_HEADERS)}
 
 
-class _UsageOnly(msgspec.Struct):
-    usage: Usage | None = None
-
-
-_usage_decoder = msgspec.json.Decoder(_UsageOnly)
-
-
 class ChatService:
     """Everything `POST /v1/chat/completions` needs, built once in `create_app`."""
 
@@ -69,10 +67,24 @@ class ChatService:
         catalog: Catalog,
         upstreams: dict[str, Upstream],
         metrics: GatewayMetrics,
+        gate: Gate,
+        *,
+        router: Router,
+        wake: WakeCoordinator,
+        breakers: Breakers,
+        retries: int = 2,
+        grounder: Grounder | None = None,
         max_body_bytes: int,
         tracer: Tracer | None = None,
     ) -> None:
         self.tracer = tracer
+        self.gate = gate
+        self.router = router
+        self.wake = wake
+        self.breakers = breakers
+        self.grounder = grounder
+        self.retries = retries
+        """Attempts after a 502/503 before the next backend (0: go to the next at once)."""
         self.catalog = catalog
         self.upstreams = upstreams
         self.metrics = metrics
@@ -107,6 +119,7 @@ class ChatService:
     async def _handle(
         self, request: Request[Any, Any, Any], record: AccessRecord, span: ChatSpan, send: Send
     ) -> None:
+        principal = await self.gate.principal(request.scope, record)
         parsed = await parse_chat_request(request, self.max_body_bytes)
         route = self.catalog.route(parsed.request.model)
         if route is None:
@@ -115,13 +128,24 @@ class ChatService:
                 param="model",
                 code="model_not_found",
             )
-        record.model = route.alias
-        record.backend = route.backend
-        record.add_header("x-tiergate-model", route.alias)
-        record.add_header("x-tiergate-backend", route.backend)
-        span.set(model=route.alias, backend=route.backend, stream=parsed.request.stream)
-
         raw = parsed.raw
+        policy = self.gate.policy(principal)
+        max_tokens = apply_policy(policy, route.alias, raw)
+        workload = self.router.workload(principal.tier, raw)
+        record.add_header("x-tiergate-workload", workload.header)
+        plan = self.router.plan(route, principal.tier, workload, policy)
+        attempts = await self._choose(request, plan, record)
+        route = attempts[0]
+        self._label(record, span, route, stream=parsed.request.stream)
+        record.add_header("x-tiergate-max-tokens", str(max_tokens))
+        sources_field = b""
+        if policy.grounding and self.grounder is not None:
+            grounding = await self.grounder.ground(raw)
+            record.add_header("x-tiergate-grounding", grounding.status)
+            if grounding.sources:
+                ids = [hit.id for hit in grounding.sources]
+                record.add_header("x-tiergate-sources", ", ".join(ids))
+                sources_field = b',"tiergate_sources":' + msgspec.json.encode(grounding.sources)
         raw["model"] = route.engine_model
         stream = parsed.request.stream
         client_wants_usage = bool(
@@ -135,19 +159,175 @@ class ChatService:
                 **(options if isinstance(options, dict) else {}),
                 "include_usage": True,
             }
-        upstream = self.upstreams[route.backend]
         body = msgspec.json.encode(raw)
-        call = _Call(self.metrics, record, route, span, stream=stream)
+        reserve = estimate_tokens(len(body), max_tokens, self.gate.chars_per_token)
+        # The limit entry's id is ours, never the caller's x-request-id: a reused id would
+        # overwrite its own entry instead of counting again.
+        admission, limit_headers = await self.gate.limits.admit(
+            principal, policy, os.urandom(12).hex(), reserve
+        )
+        for name, value in limit_headers:
+            record.add_header(name, value)
+        calls: list[UpstreamCall] = []
+        try:
+            await self._serve(
+                request,
+                record=record,
+                span=span,
+                attempts=attempts,
+                raw=raw,
+                body=body,
+                send=send,
+                calls=calls,
+                wants_usage=client_wants_usage,
+                sources_field=sources_field,
+            )
+        finally:
+            await self.gate.limits.finish(admission, calls[-1].used_tokens if calls else None)
+
+    async def _serve(
+        self,
+        request: Request[Any, Any, Any],
+        *,
+        record: AccessRecord,
+        span: ChatSpan,
+        attempts: list[Route],
+        raw: dict[str, Any],
+        body: bytes,
+        send: Send,
+        calls: list[UpstreamCall],
+        wants_usage: bool,
+        sources_field: bytes,
+    ) -> None:
+        """Try the routes in order until one answers (each call is appended to `calls`)."""
+        stream = bool(raw.get("stream"))
+        for index, target in enumerate(attempts):
+            if index:
+                raw["model"] = target.engine_model
+                body = msgspec.json.encode(raw)
+                self._label(record, span, target, stream=stream)
+            call = UpstreamCall(self.metrics, record, target, span, stream=stream)
+            call.extra_field = sources_field
+            calls.append(call)
+            try:
+                await self._attempt(request, call, body, send, wants_usage)
+            except ApiError as exc:
+                # Nothing reached the client yet (after the first byte, failures are stream
+                # events, not exceptions): the next candidate may answer.
+                if not _fallback_worthy(exc):
+                    raise
+                self.breakers.failure(target.backend)
+                if exc.status == 503:
+                    self.wake.mark_cold(target.backend)  # wake it before trusting it again
+                if index == len(attempts) - 1:
+                    raise
+                record.set_header("x-tiergate-fallback-from", target.backend)
+                continue
+            self.breakers.success(target.backend)
+            return
+
+    def _label(self, record: AccessRecord, span: ChatSpan, route: Route, *, stream: bool) -> None:
+        record.model = route.alias
+        record.backend = route.backend
+        record.set_header("x-tiergate-model", route.alias)
+        record.set_header("x-tiergate-backend", route.backend)
+        span.set(model=route.alias, backend=route.backend, stream=stream)
+
+    async def _attempt(
+        self,
+        request: Request[Any, Any, Any],
+        call: UpstreamCall,
+        body: bytes,
+        send: Send,
+        wants_usage: bool,
+    ) -> None:
+        """One backend: the call, and on a 502/503 before the first byte a retry with backoff
+        (tenacity, only on this failure path: the hot path creates no retry object)."""
+        upstream = self.upstreams[call.route.backend]
+        try:
+            await self._call(request, call, upstream, body, send, wants_usage=wants_usage)
+        except ApiError as exc:
+            if exc.status not in _RETRY_STATUSES or self.retries == 0:
+                raise
+        else:
+            return
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.retries),
+            wait=wait_exponential_jitter(multiplier=0.1, max=1.0),
+            retry=retry_if_exception(
+                lambda e: isinstance(e, ApiError) and e.status in _RETRY_STATUSES
+            ),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                await self._call(request, call, upstream, body, send, wants_usage=wants_usage)
+
+    async def _choose(
+        self, request: Request[Any, Any, Any], plan: Plan, record: AccessRecord
+    ) -> list[Route]:
+        """The routes to try, in order: the plan's first if its backend is awake; else wake it
+        and, per the plan, answer from the next awake route (CPU-first), or hold, or 503.
+        Backends whose breaker is open are skipped while another candidate remains."""
+        awake = [
+            r for r in plan.routes if not self.wake.sleeps(r.backend) or self.wake.ready(r.backend)
+        ]
+        usable = [r for r in awake if self.breakers.allows(r.backend)] or awake
+        first = plan.routes[0]
+        if usable and usable[0] is first:
+            return usable
+        if self.wake.sleeps(first.backend) and not self.wake.ready(first.backend):
+            self.wake.wake(first.backend)
+            if (
+                plan.when_cold == "hold"
+                and plan.hold_s > 0
+                and await unless_client_leaves(
+                    request, self.wake.wait_ready(first.backend, plan.hold_s)
+                )
+            ):
+                return [first]
+            if plan.when_cold == "cpu_first" and usable:
+                record.add_header("x-tiergate-upgrade", "waking")
+                return usable
+        elif usable:
+            return usable
+        raise ServiceUnavailable(
+            f"The model '{first.alias}' is waking up and nothing else can answer this request "
+            "meanwhile; retry shortly.",
+            retry_after=10,
+            code="model_waking",
+        )
+
+    async def _call(
+        self,
+        request: Request[Any, Any, Any],
+        call: UpstreamCall,
+        upstream: Upstream,
+        body: bytes,
+        send: Send,
+        *,
+        wants_usage: bool,
+    ) -> None:
+        record = call.record
+        stream = call.mode == "stream"
         headers = {REQUEST_ID_HEADER: record.request_id}
-        span.inject(headers)
+        call.span.inject(headers)
         try:
             if stream:
                 response = await unless_client_leaves(
                     request, upstream.open_chat(body, headers, stream=True)
                 )
+                raw = response.aiter_raw()
+                call.sse = SseTransformer(call.route.alias, client_wants_usage=wants_usage)
+                lead = b""
+                first_token_s = upstream.settings.first_token_timeout_s
+                if first_token_s is not None:
+                    lead = await unless_client_leaves(
+                        request, call.lead_in(response, raw, first_token_s)
+                    )
                 await send(_sse_start())
                 await unless_client_leaves(
-                    request, _send_all(send, call.relay(response, client_wants_usage))
+                    request, _send_all(send, call.relay(response, raw, lead))
                 )
                 # Only now end the body: once a response is complete, the server answers
                 # `receive()` with a disconnect, which the watcher would take for the client
@@ -192,131 +372,9 @@ async def _send_all(send: Send, chunks: AsyncGenerator[bytes, None]) -> None:
         await chunks.aclose()
 
 
-class _Call:
-    """One relayed completion: its metrics, its log record, its outcome."""
+_RETRY_STATUSES = frozenset({502, 503})
 
-    __slots__ = ("metrics", "mode", "record", "route", "span", "started")
 
-    def __init__(
-        self,
-        metrics: GatewayMetrics,
-        record: AccessRecord,
-        route: Route,
-        span: ChatSpan,
-        *,
-        stream: bool,
-    ) -> None:
-        self.span = span
-        self.metrics = metrics
-        self.record = record
-        self.route = route
-        self.mode = "stream" if stream else "json"
-        self.started = time.perf_counter()
-
-    def count_usage(self, usage: Usage | None) -> None:
-        if usage is None:
-            return
-        self.record.prompt_tokens = usage.prompt_tokens
-        self.record.completion_tokens = usage.completion_tokens
-        self.span.set(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens)
-        self.metrics.count_tokens(
-            self.route.alias, self.route.backend, usage.prompt_tokens, usage.completion_tokens
-        )
-
-    def finish(self, outcome: str) -> None:
-        labels = (self.route.alias, self.route.backend, self.mode)
-        self.metrics.chat.labels(*labels, outcome).inc()
-        self.metrics.chat_duration.labels(*labels).observe(time.perf_counter() - self.started)
-        self.record.outcome = outcome
-        self.span.end(outcome, self.record.status or None)
-
-    async def complete(self, upstream: Upstream, body: bytes, headers: dict[str, str]) -> bytes:
-        """A whole non-streaming answer: call, read, rewrite, count."""
-        response = await upstream.open_chat(body, headers, stream=False)
-        return await self.read_whole(response)
-
-    async def read_whole(self, response: httpx.Response) -> bytes:
-        """Read a non-streaming answer; rewrite its model; count its usage."""
-        try:
-            content = await response.aread()
-        except httpx.TimeoutException as exc:
-            self.metrics.upstream_error(self.route.backend, "timeout")
-            raise GatewayTimeout(
-                f"The {self.route.backend} backend did not answer in time."
-            ) from exc
-        except httpx.HTTPError as exc:
-            self.metrics.upstream_error(self.route.backend, "protocol")
-            raise BadGateway(f"The {self.route.backend} backend broke off its answer.") from exc
-        finally:
-            await response.aclose()
-        try:
-            self.count_usage(_usage_decoder.decode(content).usage)
-        except msgspec.DecodeError as exc:
-            self.metrics.upstream_error(self.route.backend, "protocol")
-            raise BadGateway(f"The {self.route.backend} backend sent an invalid answer.") from exc
-        self.finish("ok")
-        return rewrite_model(content, model_field(self.route.alias))
-
-    async def relay(
-        self, response: httpx.Response, client_wants_usage: bool
-    ) -> AsyncGenerator[bytes, None]:
-        """Relay the upstream's SSE stream; see the module docstring for failure handling."""
-        sse = SseTransformer(self.route.alias, client_wants_usage=client_wants_usage)
-        outcome = "client_disconnected"
-        try:
-            try:
-                async for chunk in response.aiter_raw():
-                    out = sse.feed(chunk)
-                    if out:
-                        yield out
-            except httpx.HTTPError as exc:
-                kind = "timeout" if isinstance(exc, httpx.TimeoutException) else "protocol"
-                self.metrics.upstream_error(self.route.backend, "midstream")
-                outcome = "upstream_error"
-                yield error_event(
-                    f"The {self.route.backend} backend broke off the stream ({kind}).",
-                    code="upstream_stream_error",
-                )
-                return
-            except SseOverflow:
-                self.metrics.upstream_error(self.route.backend, "midstream")
-                outcome = "upstream_error"
-                yield error_event(
-                    f"The {self.route.backend} backend sent an event larger than "
-                    f"{MAX_PENDING_BYTES} bytes.",
-                    code="upstream_stream_error",
-                )
-                return
-            if sse.saw_error:
-                outcome = "upstream_error"
-            elif sse.saw_done:
-                outcome = "ok"
-            elif sse.saw_finish:
-                outcome = "ok"  # complete answer, engine omitted the terminator: add it
-                yield b"data: [DONE]\n\n"
-            else:
-                self.metrics.upstream_error(self.route.backend, "midstream")
-                outcome = "upstream_error"
-                yield error_event(
-                    f"The {self.route.backend} backend ended the stream before the answer was "
-                    "complete.",
-                    code="upstream_stream_error",
-                )
-        finally:
-            await response.aclose()
-            self._account_stream(sse, outcome)
-
-    def _account_stream(self, sse: SseTransformer, outcome: str) -> None:
-        """Metrics, span and log for a finished stream; must not raise (it runs in `finally`)."""
-        try:
-            if sse.first_token_at is not None:
-                self.metrics.ttft.labels(self.route.alias, self.route.backend).observe(
-                    sse.first_token_at - self.started
-                )
-            self.count_usage(sse.usage)
-            self.finish(outcome)
-        except Exception:
-            _log.exception("stream_accounting_failed", backend=self.route.backend)
-        if outcome == "client_disconnected":
-            # No last body message will go out, so the edge cannot finish the record.
-            self.record.finish()
+def _fallback_worthy(exc: ApiError) -> bool:
+    """Failures another backend may not share: refused, dropped, 502/503/504 answers."""
+    return exc.status in {502, 503, 504}

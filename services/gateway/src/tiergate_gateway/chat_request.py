@@ -14,13 +14,9 @@ import msgspec
 from litestar import Request
 
 from tiergate_proto.openai import ChatCompletionRequest
-from tiergate_runtime.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
-from tiergate_runtime.settings import field_path
-from tiergate_runtime.upstream import ClientGone
+from tiergate_runtime.body import read_json_object, validation_error
 
 __all__ = ["ParsedChat", "parse_chat_request"]
-
-_decode_json = msgspec.json.Decoder().decode
 
 
 @dataclass(slots=True)
@@ -31,72 +27,11 @@ class ParsedChat:
     raw: dict[str, Any]
 
 
-def _check_content_type(request: Request[Any, Any, Any]) -> None:
-    content_type = request.headers.get("content-type", "")
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    if media_type != "application/json":
-        shown = media_type or "none"
-        raise UnsupportedMediaType(f"Content-Type must be application/json (got {shown}).")
-
-
-async def _read_body(request: Request[Any, Any, Any], limit: int) -> bytes:
-    too_large = f"The request body is larger than the limit of {limit} bytes."
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(too_large)
-    # Read from ASGI ourselves: the same limit for a body sent without Content-Length.
-    parts: list[bytes] = []
-    size = 0
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        chunk: bytes = message.get("body", b"")  # type: ignore[assignment]
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(too_large)
-        parts.append(chunk)
-        if not message.get("more_body", False):
-            return parts[0] if len(parts) == 1 else b"".join(parts)
-
-
-def _validation_error(exc: msgspec.ValidationError) -> InvalidRequest:
-    param, reason = field_path(exc)
-    if reason.startswith("Object missing required field") and "`" in reason:
-        # msgspec names the object that lacks the field; OpenAI's `param` names the field.
-        missing = reason.split("`")[1]
-        param = f"{param}.{missing}" if param else missing
-        return InvalidRequest(
-            f"Missing required parameter: '{param}'.",
-            param=param,
-            code="missing_required_parameter",
-        )
-    where = f" at '{param}'" if param else ""
-    return InvalidRequest(f"Invalid value{where}: {reason}.", param=param, code="invalid_value")
-
-
 async def parse_chat_request(request: Request[Any, Any, Any], limit: int) -> ParsedChat:
     """Read and validate the body; raise InvalidRequest (400), 413 or 415 on bad input."""
-    _check_content_type(request)
-    body = await _read_body(request, limit)
-    if not body.strip():
-        raise InvalidRequest(
-            "The request body is empty; expected a JSON object.", code="invalid_json"
-        )
-    try:
-        raw = _decode_json(body)
-    except msgspec.DecodeError as exc:
-        raise InvalidRequest(
-            f"The request body is not valid JSON: {exc}.", code="invalid_json"
-        ) from None
-    except RecursionError:  # a few KB of "[[[[..." must be a 400, not a 500 (issue 2 review)
-        raise InvalidRequest(
-            "The request body is nested too deeply.", code="invalid_json"
-        ) from None
-    if not isinstance(raw, dict):
-        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    raw = await read_json_object(request, limit)
     try:
         parsed = msgspec.convert(raw, ChatCompletionRequest)
     except msgspec.ValidationError as exc:
-        raise _validation_error(exc) from None
+        raise validation_error(exc) from None
     return ParsedChat(request=parsed, raw=raw)

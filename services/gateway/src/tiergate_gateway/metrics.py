@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from tiergate_runtime.metrics import LATENCY_BUCKETS, HttpMetrics
 
@@ -61,6 +61,27 @@ class GatewayMetrics:
             "upstream_errors",
             "Upstream failures by backend and kind: connect, timeout, protocol, status, midstream.",
             ["backend", "kind"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+
+        self.limits_degraded = Counter(
+            "limits_degraded_decisions",
+            "Requests whose limits were decided in this process because the store was down.",
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.breaker_state = Gauge(
+            "breaker_state",
+            "Circuit breaker per backend: 0 closed, 1 open, 2 half-open (one probe allowed).",
+            ["backend"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.rate_limited = Counter(
+            "rate_limited",
+            "Requests refused by a limit, by tier and limit (requests, tokens, concurrency).",
+            ["tier", "limit"],
             namespace=NAMESPACE,
             registry=registry,
         )

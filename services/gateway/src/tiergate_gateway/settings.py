@@ -7,16 +7,32 @@ and references to undefined backends fail startup with a message naming the fiel
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import Annotated, Literal
 
 import httpx
 import msgspec
 
+from tiergate_gateway.routing.table import RouteRule
+from tiergate_proto.identity import Window
+from tiergate_runtime.browser import BrowserSettings
+from tiergate_runtime.clientip import check_networks
 from tiergate_runtime.server import ServerSettings
 from tiergate_runtime.settings import SettingsError, load_settings
 from tiergate_runtime.tracing import TracingSettings
+from tiergate_state.store import StoreSettings, with_redis_url
 
-__all__ = ["BackendSettings", "GatewaySettings", "ModelAlias", "load", "validate"]
+__all__ = [
+    "AuthLink",
+    "BackendSettings",
+    "GatewaySettings",
+    "LimitSettings",
+    "ModelAlias",
+    "TierPolicy",
+    "load",
+    "validate",
+]
 
 ENV_PREFIX = "TIERGATE_GATEWAY_"
 
@@ -42,6 +58,30 @@ def _url_problem(url: str) -> str | None:
     return None
 
 
+class WakeSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A GPU backend that may be asleep, and how to wake it.
+
+    `platform`: a service the platform scales to zero; `url` is its wake URL (POSTed once per
+    wake), and it is ready when its `/v1/models` lists the model. `supervisor`: a gpu-llm box;
+    `url` is the supervisor (`/v1/models/{model}/wake`, `/status`), ready when the model's
+    engine is ready there.
+    """
+
+    kind: Literal["platform", "supervisor"] = "platform"
+    url: str
+    token: str | None = None
+    """Bearer token for the wake call (the supervisor's admin token)."""
+    model: str | None = None
+    """The engine model to wait for; default: the first model routed to this backend."""
+    box: str = "gpu0"
+    """supervisor: the box's name; its state is read from the shared store (`tg:gpu:{box}`,
+    published by gpu-llm) and, when that is missing, from its `/status`."""
+    lock_ttl_s: Seconds = 60.0
+    """At most one wake per this many seconds across all replicas (a lock in the store)."""
+    probe_interval_s: Seconds = 2.0
+    ready_timeout_s: Seconds = 900.0
+
+
 class BackendSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One upstream that speaks the OpenAI API.
 
@@ -63,6 +103,12 @@ class BackendSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     connect_retries: Annotated[int, msgspec.Meta(ge=0, le=5)] = 1
     health_url: str | None = None
     required_for_ready: bool = True
+    wake: WakeSettings | None = None
+    """Set for a GPU backend that scales to zero (see WakeSettings)."""
+    first_token_timeout_s: Seconds | None = None
+    """Streaming: hold the answer's first bytes back until its first token; if none comes in
+    this long, the call fails before anything reached the client (504) — so the route's next
+    model can answer. Unset: the first bytes go out as they come (`read_timeout_s` only)."""
 
 
 class ModelAlias(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -73,6 +119,117 @@ class ModelAlias(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     engine_model: EngineModelId
     owned_by: str = "tiergate"
     created: int = 0
+    routed: bool = False
+    """Requests for this id are sent by the route table (`[[routes]]`) to the model that fits
+    their tier and workload; `backend`/`engine_model` serve them when no rule matches."""
+
+
+class TierPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What one tier may do. A limit left unset is off."""
+
+    models: list[str] = msgspec.field(default_factory=lambda: ["*"])
+    """Public model ids the tier may use; `*` allows every model."""
+    max_tokens: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 1024
+    """Cap on `max_tokens`/`max_completion_tokens`: larger asks are clamped, absent ones set."""
+    requests: Window | None = None
+    """Requests per sliding window, per subject."""
+    tokens: Window | None = None
+    """Tokens (prompt estimate + max_tokens, corrected to real usage) per sliding window."""
+    max_concurrent: Annotated[int, msgspec.Meta(ge=1, le=100_000)] | None = None
+    """Requests (streams included) in flight at once, per subject."""
+    tools: bool = True
+    """Whether requests may carry `tools`/`functions`."""
+    grounding: bool = False
+    """Answer from the retrieval service's sources (one system message with numbered
+    sources); see `[rag]`."""
+
+
+def _default_tiers() -> dict[str, TierPolicy]:
+    # The seed's defaults (DESIGN.md, Tiers and policy). Model lists name no model here, so
+    # that any model catalog starts; config/gateway.toml keeps anonymous on the small model.
+    return {
+        "anonymous": TierPolicy(
+            max_tokens=300,
+            requests=Window(limit=20, window_s=900),
+            tokens=Window(limit=40_000, window_s=900),
+            max_concurrent=2,
+            tools=False,
+            grounding=True,
+        ),
+        "user": TierPolicy(
+            max_tokens=1024,
+            requests=Window(limit=300, window_s=3600),
+            tokens=Window(limit=400_000, window_s=3600),
+            max_concurrent=4,
+        ),
+        "agent": TierPolicy(
+            max_tokens=4096,
+            requests=Window(limit=600, window_s=60),
+            max_concurrent=16,
+        ),
+    }
+
+
+class AuthLink(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How the gateway checks credentials issued by the auth service."""
+
+    url: str | None = "http://127.0.0.1:8081"
+    """The auth service: its JWKS, its internal API (without a shared store) and, with
+    `proxy`, its public `/v1/auth/*` endpoints. None: only anonymous requests (and API keys
+    in a shared store) are possible."""
+    issuer: str = "tiergate"
+    audience: str = "tiergate"
+    pepper: Annotated[str, msgspec.Meta(min_length=32, max_length=512)] | None = None
+    """The auth service's pepper: API keys are looked up by their HMAC under it. Unset: API
+    keys are refused."""
+    internal_token: Annotated[str, msgspec.Meta(min_length=32, max_length=512)] | None = None
+    """Bearer token for the auth service's internal API (used when `store.url` is unset)."""
+    cache_ttl_s: Annotated[float, msgspec.Meta(gt=0, le=5)] = 4.0
+    """How long a key or session lookup is trusted: revocations reach us within this."""
+    stale_s: Annotated[float, msgspec.Meta(ge=0, le=86400)] = 900.0
+    """How long a last lookup still serves while the store or auth service is unreachable."""
+    jwks_max_age_s: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 300.0
+    jwks_min_refetch_s: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 5.0
+    """An unknown `kid` refetches the JWKS at most this often (a flood of forged kids cannot
+    turn into a flood of fetches)."""
+    access_cookie: str | None = None
+    """Read the access token from this cookie when there is no Authorization header (the
+    website's cookie mode, e.g. `tg_access`)."""
+    proxy: bool = True
+    """Relay `/v1/auth/*` and `/.well-known/jwks.json` to the auth service (one origin)."""
+    timeout_s: Seconds = 2.0
+
+
+class RagLink(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Where grounding searches, and how long it may take."""
+
+    url: str | None = "http://127.0.0.1:8082"
+    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=10)] = 0.2
+    """Past this the request is answered ungrounded (and says so)."""
+    k: Annotated[int, msgspec.Meta(ge=1, le=20)] = 4
+    max_source_chars: Annotated[int, msgspec.Meta(ge=100, le=20_000)] = 1200
+
+
+class LimitSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How limits are kept."""
+
+    lease_s: Annotated[float, msgspec.Meta(ge=5, le=3600)] = 30.0
+    """A concurrency lease outlives a dead process by at most this; live ones are renewed."""
+    retry_store_s: Annotated[float, msgspec.Meta(gt=0, le=300)] = 5.0
+    """After the store failed, decide locally for this long before trying it again."""
+    chars_per_token: Annotated[float, msgspec.Meta(gt=0, le=16)] = 3.0
+    """Prompt tokens are estimated from the request's size (cautiously, before the call)."""
+
+
+class ResilienceSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Retries and fallbacks before the first byte, and the breaker per backend."""
+
+    retries: Annotated[int, msgspec.Meta(ge=0, le=5)] = 2
+    """Attempts on the same backend after a 502/503, with jittered backoff, before the next."""
+    breaker_threshold: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 5
+    """Failures in a row that open a backend's breaker."""
+    breaker_cooldown_s: Seconds = 30.0
+    """How long an open breaker skips its backend before one probe request is let through."""
 
 
 def _default_server() -> ServerSettings:
@@ -102,10 +259,24 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024, le=256 * 1024 * 1024)] = 8 * 1024 * 1024
     health_probe_interval_s: Seconds = 5.0
     tracing: TracingSettings = msgspec.field(default_factory=TracingSettings)
+    store: StoreSettings = msgspec.field(default_factory=StoreSettings)
+    auth: AuthLink = msgspec.field(default_factory=AuthLink)
+    tiers: dict[Name, TierPolicy] = msgspec.field(default_factory=_default_tiers)
+    limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
+    resilience: ResilienceSettings = msgspec.field(default_factory=ResilienceSettings)
+    rag: RagLink = msgspec.field(default_factory=RagLink)
+    trusted_proxies: list[str] = []
+    """Peers whose `X-Forwarded-For` is believed (load balancers in front of the gateway)."""
+    browser: BrowserSettings = msgspec.field(default_factory=BrowserSettings)
+    routes: list[RouteRule] = []
+    """(tier, workload, language) → models, first match wins; used for `routed` models."""
+    languages: list[Annotated[str, msgspec.Meta(pattern=r"^[a-z]{2}$")]] = msgspec.field(
+        default_factory=lambda: ["en", "de", "fr", "es", "it", "nl", "pt"]
+    )
+    """Languages the detector tells apart (only loaded if a route names a language)."""
 
 
-def validate(settings: GatewaySettings) -> GatewaySettings:
-    """Cross-field checks msgspec cannot express; raise SettingsError naming the field."""
+def _check_models(settings: GatewaySettings) -> set[str]:
     for name, backend in settings.backends.items():
         for field, url in (("base_url", backend.base_url), ("health_url", backend.health_url)):
             problem = _url_problem(url) if url is not None else None
@@ -122,9 +293,44 @@ def validate(settings: GatewaySettings) -> GatewaySettings:
         if model.id in seen:
             raise SettingsError(f"invalid setting models[{index}].id: duplicate model {model.id!r}")
         seen.add(model.id)
+    return seen
+
+
+def validate(settings: GatewaySettings) -> GatewaySettings:
+    """Cross-field checks msgspec cannot express; raise SettingsError naming the field."""
+    seen = _check_models(settings)
+    if "anonymous" not in settings.tiers:
+        raise SettingsError("invalid setting tiers: the 'anonymous' tier must be defined")
+    for tier, policy in settings.tiers.items():
+        for index, model_id in enumerate(policy.models):
+            if model_id != "*" and model_id not in seen:
+                raise SettingsError(
+                    f"invalid setting tiers.{tier}.models[{index}]: unknown model {model_id!r}"
+                )
+    check_networks(settings.trusted_proxies, "trusted_proxies")
+    for index, rule in enumerate(settings.routes):
+        for position, model_id in enumerate(rule.models):
+            if model_id not in seen:
+                raise SettingsError(
+                    f"invalid setting routes[{index}].models[{position}]: unknown model "
+                    f"{model_id!r}"
+                )
+        if rule.language not in {"*", *settings.languages}:
+            raise SettingsError(
+                f"invalid setting routes[{index}].language: {rule.language!r} is not in languages"
+            )
+    if settings.auth.url is not None:
+        problem = _url_problem(settings.auth.url)
+        if problem is not None:
+            raise SettingsError(f"invalid setting auth.url: {problem}")
     return settings
 
 
-def load() -> GatewaySettings:
-    """Settings from the config file and environment, validated."""
-    return validate(load_settings(GatewaySettings, env_prefix=ENV_PREFIX))
+def load(environ: Mapping[str, str] | None = None) -> GatewaySettings:
+    """Settings from the config file and environment, validated.
+
+    `REDIS_URL` is honoured as `store.url` when that is not set otherwise.
+    """
+    env = os.environ if environ is None else environ
+    settings = load_settings(GatewaySettings, env_prefix=ENV_PREFIX, environ=env)
+    return validate(with_redis_url(settings, env))

@@ -30,6 +30,21 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="model id to serve; repeat for several (default fake-model)",
     )
     parser.add_argument(
+        "--load-time",
+        type=float,
+        default=0.0,
+        help="seconds /health answers 503 after start (a GPU engine loading weights)",
+    )
+    parser.add_argument(
+        "--ready-file",
+        help="/health answers 503 until this file exists (an engine that cannot load)",
+    )
+    parser.add_argument(
+        "--scaled-to-zero",
+        action="store_true",
+        help="down (503) until POST /_fake/wake, like a platform's GPU service at zero",
+    )
+    parser.add_argument(
         "--port-file",
         type=Path,
         help="write the bound port here (atomically) once listening",
@@ -50,7 +65,14 @@ def _write_port_file(path: Path, port: int) -> None:
 
 
 async def _run(args: argparse.Namespace) -> None:
-    engine = FakeEngine(models=args.models or ["fake-model"], host=args.host, port=args.port)
+    engine = FakeEngine(
+        models=args.models or ["fake-model"],
+        host=args.host,
+        port=args.port,
+        load_time_s=args.load_time,
+        ready_file=args.ready_file,
+        scaled_to_zero=args.scaled_to_zero,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

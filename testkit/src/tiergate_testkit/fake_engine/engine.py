@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from types import TracebackType
@@ -10,6 +11,7 @@ from typing import Self
 import msgspec
 
 from tiergate_testkit.fake_engine import responses
+from tiergate_testkit.fake_engine.behaviour import Behaviour
 from tiergate_testkit.fake_engine.chat import answer_chat
 from tiergate_testkit.fake_engine.recording import Outcome, RecordedRequest, Recorder
 from tiergate_testkit.fake_engine.request import ChatRequest
@@ -22,9 +24,21 @@ _ROUTES: dict[str, str] = {
     "/health": "GET",
     "/v1/models": "GET",
     "/v1/chat/completions": "POST",
+    # vLLM's sleep mode (--enable-sleep-mode) and SGLang's memory release, as GPU engines
+    # offer them: the engine stays up but gives its GPU memory back.
+    "/sleep": "POST",
+    "/wake_up": "POST",
+    "/is_sleeping": "GET",
+    "/release_memory_occupation": "POST",
+    "/resume_memory_occupation": "POST",
     "/_fake/requests": "GET",
     "/_fake/reset": "POST",
+    "/_fake/health": "POST",
+    "/_fake/wake": "POST",
+    "/_fake/stats": "GET",
 }
+_SLEEP_PATHS = {"/sleep": True, "/release_memory_occupation": True}
+_WAKE_PATHS = {"/wake_up": False, "/resume_memory_occupation": False}
 
 
 class FakeEngine:
@@ -41,9 +55,29 @@ class FakeEngine:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        load_time_s: float = 0.0,
+        ready_file: str | None = None,
+        scaled_to_zero: bool = False,
+        default_fake: dict[str, object] | None = None,
     ) -> None:
+        """`load_time_s`: `/health` answers 503 ("loading") for this long after start, as a
+        GPU engine does while it loads weights. `ready_file`: `/health` answers 503 until
+        this file exists (an engine that cannot load until something changes).
+        `scaled_to_zero`: a platform's GPU service that is down until `POST /_fake/wake`
+        (then `load_time_s` to load); `wakes` counts those calls."""
+        self.scaled_to_zero = scaled_to_zero
+        self.wakes = 0
+        # Faults for requests that name none: one engine of several misbehaves.
+        self._default_fake = (
+            msgspec.convert(default_fake, Behaviour) if default_fake is not None else None
+        )
         if not models:
             raise ValueError("FakeEngine needs at least one model id")
+        self._load_time_s = load_time_s
+        self._ready_file = ready_file
+        self._started_at = time.monotonic()
+        self.asleep = False
+        self.healthy = True
         self.models: tuple[str, ...] = tuple(models)
         self.host = host
         self._recorder = Recorder()
@@ -79,6 +113,7 @@ class FakeEngine:
 
     async def start(self) -> None:
         await self._server.start()
+        self._started_at = time.monotonic()
 
     async def stop(self) -> None:
         await self._server.close()
@@ -123,18 +158,61 @@ class FakeEngine:
             return await _error(exchange, record, 404, f"no route for {path}")
         if method != allowed:
             return await _error(exchange, record, 405, f"{method} not allowed on {path}")
-        if path == "/health":
-            return await _ok(exchange, record, b'{"status":"ok"}')
-        if path == "/v1/models":
+        if path in _SLEEP_PATHS or path in _WAKE_PATHS or path in {"/is_sleeping", "/health"}:
+            return await self._control(exchange, record)
+        if self.asleep or not self._ready():
+            return await _error(exchange, record, 503, "the engine is asleep or loading")
+        return await self._api(exchange, record)
+
+    async def _api(self, exchange: Exchange, record: RecordedRequest) -> Outcome:
+        if exchange.path == "/v1/models":
             return await _ok(exchange, record, responses.models_list(self.models, self._created))
         try:
             request = msgspec.json.decode(exchange.body, type=ChatRequest)
         except msgspec.DecodeError as exc:
             # ValidationError is a DecodeError; its message names the bad field.
             return await _error(exchange, record, 400, f"invalid request: {exc}")
+        if self._default_fake is not None and not (
+            isinstance(record.body, dict) and "fake" in record.body
+        ):
+            request = msgspec.structs.replace(request, fake=self._default_fake)
         return await answer_chat(exchange, record, request, self.models[0])
 
+    async def _control(self, exchange: Exchange, record: RecordedRequest) -> Outcome:
+        if exchange.path == "/health":
+            if not self._ready():
+                return await _error(exchange, record, 503, "loading")
+            return await _ok(exchange, record, b'{"status":"ok"}')
+        if exchange.path == "/is_sleeping":
+            body = b'{"is_sleeping":true}' if self.asleep else b'{"is_sleeping":false}'
+            return await _ok(exchange, record, body)
+        self.asleep = exchange.path in _SLEEP_PATHS
+        return await _ok(exchange, record, b'{"success":true}')
+
+    def _ready(self) -> bool:
+        if not self.healthy or self.scaled_to_zero:
+            return False
+        if time.monotonic() - self._started_at < self._load_time_s:
+            return False
+        return self._ready_file is None or os.path.exists(self._ready_file)
+
     async def _introspect(self, exchange: Exchange) -> None:
+        if exchange.path == "/_fake/stats":
+            stats = {"wakes": self.wakes, "asleep": self.asleep, "ready": self._ready()}
+            await exchange.respond(200, [_JSON], msgspec.json.encode(stats))
+            return
+        if exchange.path == "/_fake/wake":
+            self.wakes += 1
+            if self.scaled_to_zero:
+                self.scaled_to_zero = False
+                self._started_at = time.monotonic()  # loading starts now
+            await exchange.respond(200, [_JSON], b'{"status":"waking"}')
+            return
+        if exchange.path == "/_fake/health":
+            # {"ok": false} makes /health fail from now on (a hung engine), {"ok": true} heals.
+            self.healthy = bool(_parse_json(exchange.body) == {"ok": True})
+            await exchange.respond(200, [_JSON], b'{"status":"ok"}')
+            return
         if exchange.path == "/_fake/reset":
             self.reset()
             await exchange.respond(200, [_JSON], b'{"status":"ok"}')

@@ -1,9 +1,14 @@
-"""One long-lived, pooled HTTP client per backend, and the call that opens a chat completion.
+"""One long-lived connection pool per backend, and the call that opens a chat completion.
 
 `Upstream.open_chat()` returns the upstream's response with its head read and its body not yet
 read, or raises an `ApiError` that is safe to send (nothing has reached the client yet). Only a
 refused connection is retried — the request never reached the engine, so a retry cannot run a
 generation twice.
+
+Requests go straight to the pool's transport as `httpx.Request`s, not through
+`httpx.AsyncClient.send`: the client's per-request URL merging, auth and redirect handling and
+cookie extraction were ~11% of the gateway's CPU (issue 3), and a client cookie jar shared by
+all users would replay one user's upstream cookies on everyone's requests.
 """
 
 from __future__ import annotations
@@ -31,38 +36,34 @@ class Upstream:
         self.name = name
         self.settings = settings
         self._metrics = metrics
-        self._client: httpx.AsyncClient | None = None
-        self._chat_url = "/chat/completions"
+        self._transport: PooledTransport | None = None
+        self._chat_url = httpx.URL(settings.base_url.rstrip("/") + "/chat/completions")
+        # identity: we relay raw bytes, and a compressed stream could not be re-framed.
+        self._headers = {"content-type": "application/json", "accept-encoding": "identity"}
+        if settings.api_key:
+            self._headers["authorization"] = f"Bearer {settings.api_key}"
+        timeout = httpx.Timeout(
+            connect=settings.connect_timeout_s,
+            read=settings.read_timeout_s,
+            write=settings.write_timeout_s,
+            pool=settings.pool_timeout_s,
+        )
+        self._extensions = {"timeout": timeout.as_dict()}
 
     @property
-    def client(self) -> httpx.AsyncClient:
-        """The pooled client; only between `start()` and `aclose()`."""
-        if self._client is None:
+    def transport(self) -> PooledTransport:
+        """The connection pool; only between `start()` and `aclose()`."""
+        if self._transport is None:
             raise RuntimeError(f"upstream {self.name} used outside the app's lifespan")
-        return self._client
+        return self._transport
 
     def start(self) -> None:
         """Open the connection pool (called from the app's lifespan)."""
-        settings = self.settings
-        # identity: we relay raw bytes, and a compressed stream could not be re-framed.
-        headers = {"content-type": "application/json", "accept-encoding": "identity"}
-        if settings.api_key:
-            headers["authorization"] = f"Bearer {settings.api_key}"
         limits = httpx.Limits(
-            max_connections=settings.max_connections,
-            max_keepalive_connections=settings.max_keepalive,
+            max_connections=self.settings.max_connections,
+            max_keepalive_connections=self.settings.max_keepalive,
         )
-        self._client = httpx.AsyncClient(
-            transport=PooledTransport(limits=limits, trust_env=False),
-            base_url=settings.base_url.rstrip("/"),
-            headers=headers,
-            timeout=httpx.Timeout(
-                connect=settings.connect_timeout_s,
-                read=settings.read_timeout_s,
-                write=settings.write_timeout_s,
-                pool=settings.pool_timeout_s,
-            ),
-        )
+        self._transport = PooledTransport(limits=limits, trust_env=False)
 
     async def open_chat(
         self, body: bytes, headers: dict[str, str], *, stream: bool
@@ -73,7 +74,13 @@ class Upstream:
         when `stream`), so that nothing is committed to the client for an answer we cannot
         relay. `headers` are added to the client's own (request id, trace context).
         """
-        request = self.client.build_request("POST", self._chat_url, content=body, headers=headers)
+        request = httpx.Request(
+            "POST",
+            self._chat_url,
+            content=body,
+            headers=self._headers | headers,
+            extensions=self._extensions,
+        )
         try:
             response = await self._send(request)
         except httpx.HTTPError as exc:
@@ -113,7 +120,7 @@ class Upstream:
         retries = self.settings.connect_retries
         while True:
             try:
-                return await self.client.send(request, stream=True)
+                return await self.transport.handle_async_request(request)
             except httpx.ConnectError:
                 if retries == 0:
                     raise
@@ -122,9 +129,9 @@ class Upstream:
 
     async def aclose(self) -> None:
         """Close the pool."""
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        if self._transport is not None:
+            await self._transport.aclose()
+            self._transport = None
 
 
 async def _read_bounded(response: httpx.Response, limit: int) -> bytes:

@@ -69,9 +69,10 @@ def rewrite_model(payload: bytes, field: bytes) -> bytes:
 
 
 def error_event(message: str, error_type: str = "server_error", code: str | None = None) -> bytes:
-    """An SSE event carrying OpenAI's error envelope (what clients raise on mid-stream)."""
+    """An SSE event carrying OpenAI's error envelope (what clients raise on mid-stream),
+    then `[DONE]`, so a client reading to the terminator stops cleanly (issue 5)."""
     body = {"error": {"message": message, "type": error_type, "param": None, "code": code}}
-    return b"data: " + msgspec.json.encode(body) + b"\n\n"
+    return b"data: " + msgspec.json.encode(body) + b"\n\ndata: [DONE]\n\n"
 
 
 class SseTransformer:

@@ -1,0 +1,1 @@
+"""Shared state: Redis or an in-process store, limit scripts, key layout."""

@@ -1,0 +1,55 @@
+"""The retrieval service's API: search, and documents (admin)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+__all__ = ["DocumentPut", "SearchFilters", "SearchHit", "SearchRequest", "SearchResponse"]
+
+
+class SearchFilters(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Narrow a search to one document or one language."""
+
+    doc_id: Annotated[str, msgspec.Meta(min_length=1, max_length=512)] | None = None
+    language: Annotated[str, msgspec.Meta(pattern=r"^[a-z]{2}$")] | None = None
+
+
+class SearchRequest(msgspec.Struct, kw_only=True):
+    """`POST /v1/search`."""
+
+    query: str
+    k: Annotated[int, msgspec.Meta(ge=1, le=50)] = 5
+    filters: SearchFilters = msgspec.field(default_factory=SearchFilters)
+
+
+class SearchHit(msgspec.Struct, kw_only=True):
+    """One ranked chunk."""
+
+    id: str
+    doc_id: str
+    score: float
+    text: str
+    title: str
+    heading_path: list[str]
+    source: str
+    language: str
+
+
+class SearchResponse(msgspec.Struct, kw_only=True):
+    """The ranked chunks, best first."""
+
+    data: list[SearchHit]
+    object: Literal["list"] = "list"
+
+
+class DocumentPut(msgspec.Struct, kw_only=True):
+    """`PUT /v1/documents/{doc_id}` (admin): add or replace a document."""
+
+    text: Annotated[str, msgspec.Meta(min_length=1, max_length=5_000_000)]
+    title: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+    format: Literal["markdown", "text"] = "markdown"
+    language: Annotated[str, msgspec.Meta(pattern=r"^[a-z]{2}$")] | None = None
+    """Declared language; unset: detected."""
+    source: Annotated[str, msgspec.Meta(max_length=1000)] | None = None

@@ -1,0 +1,1 @@
+"""tiergate auth service: e-mail codes, sessions (EdDSA JWT + JWKS), API keys, consent."""

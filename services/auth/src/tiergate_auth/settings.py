@@ -1,0 +1,142 @@
+"""Auth service settings: store, token lifetimes and keys, SMTP, code limits, cookies, secrets.
+
+A TOML file (`TIERGATE_AUTH_CONFIG`) plus `TIERGATE_AUTH_*` environment overrides, e.g.
+`TIERGATE_AUTH_SMTP__HOST=mail.example.org`. Secrets (`pepper`, `admin_token`,
+`internal_token`, SMTP password) are best given through the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Annotated, Literal
+
+import msgspec
+
+from tiergate_proto.identity import Window
+from tiergate_runtime.browser import BrowserSettings
+from tiergate_runtime.clientip import check_networks
+from tiergate_runtime.server import ServerSettings
+from tiergate_runtime.settings import SettingsError, load_settings
+from tiergate_runtime.tracing import TracingSettings
+from tiergate_state.store import StoreSettings, with_redis_url
+
+__all__ = [
+    "AuthSettings",
+    "CookieSettings",
+    "OtpSettings",
+    "SigningKey",
+    "SmtpSettings",
+    "load",
+    "validate",
+]
+
+ENV_PREFIX = "TIERGATE_AUTH_"
+Seconds = Annotated[int, msgspec.Meta(ge=1, le=366 * 24 * 3600)]
+Secret = Annotated[str, msgspec.Meta(min_length=32, max_length=512)]
+Kid = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+
+
+class SmtpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Where codes are mailed. `tls`: `starttls` upgrades a plain connection, `tls` is implicit."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 8025
+    tls: Literal["none", "starttls", "tls"] = "none"
+    username: str | None = None
+    password: str | None = None
+    sender: str = "tiergate <no-reply@tiergate.local>"
+    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=120)] = 10.0
+    subject: str = "Your tiergate sign-in code"
+
+
+class OtpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One-time codes: lifetime, attempts, resend cooldown, and rate limits."""
+
+    ttl_s: Seconds = 600
+    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=20)] = 5
+    resend_cooldown_s: Seconds = 60
+    per_email: Window = Window(limit=5, window_s=3600)
+    """Codes requested for one address."""
+    per_ip: Window = Window(limit=20, window_s=3600)
+    """Codes requested from one client address."""
+    verify_per_ip: Window = Window(limit=30, window_s=900)
+    """Verification attempts from one client address (all addresses together)."""
+
+
+class CookieSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Cookie mode for the website: tokens in HttpOnly cookies instead of the response body."""
+
+    enabled: bool = False
+    secure: bool = True
+    same_site: Literal["strict", "lax"] = "strict"
+    domain: str | None = None
+    access_name: str = "tg_access"
+    refresh_name: str = "tg_refresh"
+    refresh_path: str = "/v1/auth"
+    """The refresh cookie is sent only to the auth endpoints, never with chat requests."""
+
+
+class SigningKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An Ed25519 private key (PKCS#8 PEM file) and its `kid`."""
+
+    kid: Kid
+    file: str
+
+
+class AuthSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Everything the auth service reads from its config file and environment."""
+
+    server: ServerSettings = msgspec.field(default_factory=lambda: ServerSettings(port=8081))
+    store: StoreSettings = msgspec.field(default_factory=StoreSettings)
+    issuer: str = "tiergate"
+    audience: str = "tiergate"
+    access_ttl_s: Annotated[int, msgspec.Meta(ge=30, le=86400)] = 900
+    refresh_ttl_s: Seconds = 30 * 24 * 3600
+    signing_keys: list[SigningKey] = []
+    """The first key signs; all are published in the JWKS (a rollover keeps the old one)."""
+    pepper: Secret | None = None
+    """HMAC key for every stored digest (keys, codes, tokens, addresses). Required with a
+    shared store; without one, a random pepper is made at start (nothing outlives the process
+    anyway)."""
+    admin_token: Secret | None = None
+    """Bearer token of the admin API (`/v1/admin/*`); unset: the admin API is off."""
+    internal_token: Secret | None = None
+    """Bearer token gateways use for `/v1/internal/*`; unset: those endpoints are off."""
+    user_tier: Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")] = "user"
+    allowed_email_domains: list[str] = []
+    """Only these domains may sign in (empty: any). Others get the same answer, and no mail."""
+    trusted_proxies: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
+    """Peers whose `X-Forwarded-For` is believed (the gateway in front of us)."""
+    smtp: SmtpSettings = msgspec.field(default_factory=SmtpSettings)
+    otp: OtpSettings = msgspec.field(default_factory=OtpSettings)
+    cookies: CookieSettings = msgspec.field(default_factory=CookieSettings)
+    browser: BrowserSettings = msgspec.field(default_factory=BrowserSettings)
+    max_body_bytes: Annotated[int, msgspec.Meta(ge=256, le=1024 * 1024)] = 16 * 1024
+    tracing: TracingSettings = msgspec.field(default_factory=TracingSettings)
+
+
+def validate(settings: AuthSettings) -> AuthSettings:
+    """Cross-field checks; raise SettingsError naming the field."""
+    if settings.store.url is not None and settings.pepper is None:
+        raise SettingsError(
+            "invalid setting pepper: required with a shared store (store.url), so that every "
+            "replica and every restart computes the same digests"
+        )
+    kids = [key.kid for key in settings.signing_keys]
+    if len(set(kids)) != len(kids):
+        raise SettingsError("invalid setting signing_keys: duplicate kid")
+    check_networks(settings.trusted_proxies, "trusted_proxies")
+    if settings.access_ttl_s >= settings.refresh_ttl_s:
+        raise SettingsError("invalid setting access_ttl_s: must be shorter than refresh_ttl_s")
+    return settings
+
+
+def load(environ: Mapping[str, str] | None = None) -> AuthSettings:
+    """Settings from the config file and environment, validated.
+
+    `REDIS_URL` is honoured as `store.url` when that is not set otherwise.
+    """
+    env = os.environ if environ is None else environ
+    settings = load_settings(AuthSettings, env_prefix=ENV_PREFIX, environ=env)
+    return validate(with_redis_url(settings, env))

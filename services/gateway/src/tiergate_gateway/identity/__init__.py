@@ -1,0 +1,1 @@
+"""Who is asking: credentials to a principal (tier and subject), with cached lookups."""

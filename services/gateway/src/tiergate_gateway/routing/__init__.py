@@ -1,0 +1,1 @@
+"""Routing: what a request is (workload class, language) and where it may go."""

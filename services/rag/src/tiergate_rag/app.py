@@ -1,0 +1,147 @@
+"""`create_app(settings)`: search, document admin, re-index, health and metrics.
+
+- `POST /v1/search {query, k, filters}` → ranked chunks. An empty, oversized or non-text
+  query is a 400 envelope; `k` is 1 to 50.
+- `PUT /v1/documents/{doc_id}` / `DELETE /v1/documents/{doc_id}` (admin token): add, replace
+  or remove one document. `POST /v1/reindex` (admin): rebuild from the corpus, atomically.
+- At start, an empty index is built from the configured corpus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import structlog
+from litestar import Litestar, Request, Response, delete, post, put
+from litestar.params import FromPath
+from prometheus_client import CollectorRegistry
+
+from tiergate_proto.rag import DocumentPut, SearchHit, SearchRequest, SearchResponse
+from tiergate_rag.index import SearchIndex
+from tiergate_rag.ingest import Ingestor
+from tiergate_rag.settings import RagSettings
+from tiergate_runtime.app import service_app
+from tiergate_runtime.body import read_struct
+from tiergate_runtime.errors import InvalidRequest, NotFound, Unauthorized
+from tiergate_runtime.metrics import HttpMetrics
+
+__all__ = ["create_app"]
+
+_log = structlog.get_logger("tiergate.rag")
+_encode = msgspec.json.Encoder().encode
+
+
+def _json(value: object, status: int = 200) -> Response[bytes]:
+    return Response(_encode(value), status_code=status, media_type="application/json")
+
+
+def _require_admin(request: Request[Any, Any, Any], expected: str | None) -> None:
+    if expected is None:
+        raise NotFound(f"Unknown path: {request.method} {request.url.path}", code="unknown_url")
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        token.strip().encode(), expected.encode()
+    ):
+        raise Unauthorized("A valid admin token is required.", code="invalid_admin_token")
+
+
+def create_app(settings: RagSettings) -> Litestar:
+    """Build the app; the index directory is created if missing."""
+    index = SearchIndex(Path(settings.index_dir))
+    ingestor = Ingestor(settings.chunk_size, settings.chunk_overlap, settings.languages)
+    registry = CollectorRegistry()
+
+    async def rebuild() -> int:
+        documents = await asyncio.to_thread(lambda: list(ingestor.corpus(settings.corpus)))
+        await asyncio.to_thread(index.rebuild, documents)
+        _log.info("reindexed", documents=len(documents), chunks=index.count())
+        return len(documents)
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        if settings.corpus and index.count() == 0:
+            await rebuild()
+        yield
+
+    @post("/v1/search", status_code=200)
+    async def search(request: Request[Any, Any, Any]) -> Response[bytes]:
+        body = await read_struct(request, SearchRequest, settings.max_body_bytes)
+        query = body.query.strip()
+        if not query:
+            raise InvalidRequest("The query is empty.", param="query", code="empty_query")
+        if len(query) > settings.max_query_chars:
+            raise InvalidRequest(
+                f"The query is longer than {settings.max_query_chars} characters.",
+                param="query",
+                code="query_too_long",
+            )
+        hits = await asyncio.to_thread(
+            index.search,
+            query,
+            body.k,
+            doc_id=body.filters.doc_id,
+            language=body.filters.language,
+        )
+        data = [
+            SearchHit(
+                id=h.chunk_id,
+                doc_id=h.doc_id,
+                score=h.score,
+                text=h.text,
+                title=h.title,
+                heading_path=h.heading_path,
+                source=h.source,
+                language=h.language,
+            )
+            for h in hits
+        ]
+        return _json(SearchResponse(data=data))
+
+    @put("/v1/documents/{doc_id:path}", status_code=200)
+    async def put_document(
+        request: Request[Any, Any, Any], doc_id: FromPath[str]
+    ) -> Response[bytes]:
+        _require_admin(request, settings.admin_token)
+        doc_id = doc_id.removeprefix("/")
+        body = await read_struct(request, DocumentPut, settings.max_body_bytes)
+        document = ingestor.document(
+            doc_id,
+            body.text,
+            markdown=body.format == "markdown",
+            title=body.title,
+            language=body.language,
+            source=body.source,
+        )
+        await asyncio.to_thread(index.upsert, [document])
+        return _json({"id": doc_id, "chunks": len(document.chunks), "language": document.language})
+
+    @delete("/v1/documents/{doc_id:path}", status_code=200)
+    async def delete_document(
+        request: Request[Any, Any, Any], doc_id: FromPath[str]
+    ) -> Response[bytes]:
+        _require_admin(request, settings.admin_token)
+        doc_id = doc_id.removeprefix("/")
+        await asyncio.to_thread(index.delete, doc_id)
+        return _json({"id": doc_id, "deleted": True})
+
+    @post("/v1/reindex", status_code=200)
+    async def reindex(request: Request[Any, Any, Any]) -> Response[bytes]:
+        _require_admin(request, settings.admin_token)
+        documents = await rebuild()
+        return _json({"documents": documents, "chunks": index.count()})
+
+    app = service_app(
+        [search, put_document, delete_document, reindex],
+        registry=registry,
+        http_metrics=HttpMetrics(registry, "tiergate_rag"),
+        lifespan=lifespan,
+        max_body_bytes=settings.max_body_bytes,
+    )
+    app.state.index = index
+    return app

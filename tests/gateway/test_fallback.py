@@ -1,0 +1,122 @@
+"""Fallbacks before the first byte, and the circuit breaker, in process."""
+
+from __future__ import annotations
+
+import socket
+
+import msgspec
+
+from tiergate_gateway.routing.table import RouteRule
+from tiergate_gateway.settings import (
+    BackendSettings,
+    GatewaySettings,
+    ModelAlias,
+    ResilienceSettings,
+    TierPolicy,
+)
+from tiergate_testkit.fake_engine import FakeEngine
+
+from .conftest import ALIAS, chat_body, gateway_settings, running
+
+
+def dead_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"  # nothing listens there any more
+
+
+def with_dead_gpu(engine: FakeEngine) -> GatewaySettings:
+    base = gateway_settings(engine.base_url)
+    return msgspec.structs.replace(
+        base,
+        backends={
+            **base.backends,
+            "gpu": BackendSettings(base_url=dead_url(), connect_retries=0, connect_timeout_s=0.5),
+        },
+        models=[
+            *base.models,
+            ModelAlias(id="tiergate-large", backend="gpu", engine_model="engine-large"),
+            ModelAlias(id="tiergate", backend="cpu", engine_model="engine-small", routed=True),
+        ],
+        routes=[RouteRule(models=["tiergate-large", ALIAS])],
+        tiers={"anonymous": TierPolicy(max_tokens=100)},
+        resilience=ResilienceSettings(retries=0, breaker_threshold=3, breaker_cooldown_s=60),
+    )
+
+
+async def test_a_dead_backend_falls_back_and_its_breaker_opens(engine: FakeEngine) -> None:
+    async with running(with_dead_gpu(engine), engine) as gateway:
+        for _ in range(3):
+            response = await gateway.client.post(
+                "/v1/chat/completions", json=chat_body(model="tiergate")
+            )
+            assert response.status_code == 200
+            assert response.headers["x-tiergate-backend"] == "cpu"
+            assert response.headers["x-tiergate-fallback-from"] == "gpu"
+        metrics = (await gateway.client.get("/metrics")).text
+        assert 'tiergate_gateway_breaker_state{backend="gpu"} 1.0' in metrics
+        # Open: the dead backend is not even tried (no fallback header, no connect error).
+        response = await gateway.client.post(
+            "/v1/chat/completions", json=chat_body(model="tiergate")
+        )
+        assert response.headers["x-tiergate-backend"] == "cpu"
+        assert "x-tiergate-fallback-from" not in response.headers
+        after = (await gateway.client.get("/metrics")).text
+        connect_errors = 'tiergate_gateway_upstream_errors_total{backend="gpu",kind="connect"} 3.0'
+        assert connect_errors in after
+
+
+async def test_no_fallback_after_the_first_byte(engine: FakeEngine) -> None:
+    async with running(with_dead_gpu(engine), engine) as gateway:
+        body = chat_body(model=ALIAS, stream=True, fake={"drop_after": 1})
+        async with gateway.client.stream("POST", "/v1/chat/completions", json=body) as response:
+            text = (await response.aread()).decode()
+        assert response.status_code == 200
+        assert '"error"' in text  # ends with an error event; never retried elsewhere
+        chats = [r for r in engine.requests if r.path == "/v1/chat/completions"]
+        assert len(chats) == 1
+
+
+async def test_no_first_token_in_time_falls_back_before_the_first_byte(engine: FakeEngine) -> None:
+    async with FakeEngine(models=["engine-large"], default_fake={"first_token_delay_s": 5}) as slow:
+        base = gateway_settings(engine.base_url)
+        settings = msgspec.structs.replace(
+            base,
+            backends={
+                **base.backends,
+                "gpu": BackendSettings(base_url=f"{slow.base_url}/v1", first_token_timeout_s=0.5),
+            },
+            models=[
+                *base.models,
+                ModelAlias(id="tiergate-large", backend="gpu", engine_model="engine-large"),
+                ModelAlias(id="tiergate", backend="cpu", engine_model="engine-small", routed=True),
+            ],
+            routes=[RouteRule(models=["tiergate-large", ALIAS])],
+            tiers={"anonymous": TierPolicy(max_tokens=100)},
+            resilience=ResilienceSettings(retries=0),
+        )
+        async with running(settings, engine) as gateway:
+            body = chat_body(model="tiergate", stream=True)
+            response = await gateway.client.post("/v1/chat/completions", json=body)
+            assert response.status_code == 200
+            assert response.headers["x-tiergate-backend"] == "cpu"
+            assert response.headers["x-tiergate-fallback-from"] == "gpu"
+            assert response.text.endswith("data: [DONE]\n\n")
+            assert '"model":"tiergate-small"' in response.text
+            # The slow engine's stream was closed, not left generating.
+            slow_chat = [r for r in slow.requests if r.path == "/v1/chat/completions"][-1]
+            await slow.wait_settled()
+            assert slow_chat.outcome == "client_disconnected"
+
+
+async def test_first_token_timeout_relays_a_timely_stream_whole(engine: FakeEngine) -> None:
+    base = gateway_settings(engine.base_url, first_token_timeout_s=2)
+    async with running(base, engine) as gateway:
+        body = chat_body(stream=True, fake={"chunks": 4, "first_token_delay_s": 0.2})
+        response = await gateway.client.post("/v1/chat/completions", json=body)
+        assert response.status_code == 200
+        events = [e for e in response.text.split("\n\n") if e]
+        assert events[-1] == "data: [DONE]"
+        contents = [e for e in events if '"content"' in e]
+        assert len(contents) >= 4

@@ -1,0 +1,75 @@
+"""Grounding through the gateway, in process: a real rag app, the fake engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+
+from tiergate_gateway.settings import RagLink, TierPolicy
+from tiergate_rag.app import create_app as create_rag
+from tiergate_rag.settings import RagSettings
+from tiergate_testkit.asgi import serve_in_loop
+from tiergate_testkit.fake_engine import FakeEngine
+
+from .conftest import chat_body, gateway_settings, last_chat, running
+
+QUESTION = [{"role": "user", "content": "How many requests do anonymous users get?"}]
+
+
+async def test_anonymous_answers_are_grounded_with_sources(
+    engine: FakeEngine, tmp_path: Path
+) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "limits.md").write_text(
+        "# Limits\n\nAnonymous users get twenty requests per fifteen minutes."
+    )
+    rag_settings = RagSettings(index_dir=str(tmp_path / "index"), corpus=[str(corpus)])
+    async with serve_in_loop(create_rag(rag_settings)) as rag_url:
+        settings = msgspec.structs.replace(
+            gateway_settings(engine.base_url),
+            tiers={"anonymous": TierPolicy(grounding=True)},
+            rag=RagLink(url=rag_url, timeout_s=2),
+        )
+        async with running(settings, engine) as gateway:
+            response = await gateway.client.post(
+                "/v1/chat/completions",
+                json=chat_body(messages=[{"role": "system", "content": "Be brief."}, *QUESTION]),
+            )
+            assert response.status_code == 200
+            assert response.headers["x-tiergate-grounding"] == "grounded"
+            assert response.headers["x-tiergate-sources"] == "limits.md#0"
+            assert response.json()["tiergate_sources"][0]["doc_id"] == "limits.md"
+            sent = last_chat(engine).body
+            assert isinstance(sent, dict)
+            roles = [m["role"] for m in sent["messages"]]
+            assert roles == ["system", "system", "user"]  # the caller's system message first
+            grounding = sent["messages"][1]["content"]
+            assert "cite them as [n]" in grounding
+            assert "[1] Limits" in grounding
+            assert "twenty requests per fifteen minutes" in grounding
+            stream = await gateway.client.post(
+                "/v1/chat/completions", json=chat_body(messages=QUESTION, stream=True)
+            )
+            assert stream.headers["x-tiergate-sources"] == "limits.md#0"
+            assert stream.text.endswith("data: [DONE]\n\n")
+
+
+async def test_retrieval_down_answers_ungrounded(engine: FakeEngine) -> None:
+    settings = msgspec.structs.replace(
+        gateway_settings(engine.base_url),
+        tiers={"anonymous": TierPolicy(grounding=True)},
+        rag=RagLink(url="http://127.0.0.1:9", timeout_s=0.2),
+    )
+    async with running(settings, engine) as gateway:
+        response = await gateway.client.post(
+            "/v1/chat/completions", json=chat_body(messages=QUESTION)
+        )
+        assert response.status_code == 200
+        assert response.headers["x-tiergate-grounding"] == "ungrounded; reason=error"
+        assert "x-tiergate-sources" not in response.headers
+        assert "tiergate_sources" not in response.json()
+        sent = last_chat(engine).body
+        assert isinstance(sent, dict)
+        assert [m["role"] for m in sent["messages"]] == ["user"]

@@ -1,0 +1,95 @@
+"""The rag service in process: search, document admin, re-index, hostile queries."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tiergate_rag.app import create_app
+from tiergate_rag.settings import RagSettings
+from tiergate_testkit.asgi import serve_in_loop
+
+ADMIN = "rag-admin-token-0123456789abcdefghijkl"
+
+
+@pytest.fixture
+async def rag(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "guide.md").write_text(
+        "# Tiergate\n\n## Limits\n\nAnonymous users get twenty requests per fifteen minutes.\n"
+    )
+    (corpus / "notes.txt").write_text("Plain text notes about the gateway and its workers.")
+    (corpus / "de.md").write_text(
+        "# Gezeiten\n\nDie Gezeiten an der Nordsee entstehen durch die Anziehung des Mondes."
+    )
+    settings = RagSettings(
+        index_dir=str(tmp_path / "index"), corpus=[str(corpus)], admin_token=ADMIN
+    )
+    async with (
+        serve_in_loop(create_app(settings)) as url,
+        httpx.AsyncClient(base_url=url) as client,
+    ):
+        yield client
+
+
+async def test_search_the_corpus_built_at_start(rag: httpx.AsyncClient) -> None:
+    response = await rag.post("/v1/search", json={"query": "anonymous requests", "k": 2})
+    assert response.status_code == 200
+    best = response.json()["data"][0]
+    assert best["doc_id"] == "guide.md"
+    assert best["title"] == "Tiergate"
+    assert best["heading_path"] == ["Tiergate", "Limits"]
+    assert best["id"] == "guide.md#0"
+    assert best["language"] == "en"
+    german = (await rag.post("/v1/search", json={"query": "Gezeit Mond"})).json()["data"]
+    assert german[0]["doc_id"] == "de.md"
+    assert german[0]["language"] == "de"  # detected
+    only = await rag.post(
+        "/v1/search", json={"query": "gateway", "filters": {"doc_id": "notes.txt"}}
+    )
+    assert [h["doc_id"] for h in only.json()["data"]] == ["notes.txt"]
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"query": ""}, "query"),
+        ({"query": "   "}, "query"),
+        ({"query": "x" * 5000}, "query"),
+        ({"query": 5}, "query"),
+        ({"query": ["a"]}, "query"),
+        ({"query": "ok", "k": 0}, "k"),
+        ({"query": "ok", "k": 51}, "k"),
+        ({"query": "ok", "filters": {"nope": 1}}, "filters"),
+        ({}, "query"),
+    ],
+)
+async def test_bad_queries_are_400(rag: httpx.AsyncClient, body: object, param: str) -> None:
+    response = await rag.post("/v1/search", json=body)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == param
+
+
+async def test_documents_admin_and_reindex(rag: httpx.AsyncClient) -> None:
+    admin = {"authorization": f"Bearer {ADMIN}"}
+    put = await rag.put(
+        "/v1/documents/faq/keys",
+        json={"text": "# Keys\n\nAPI keys start with tg_ and are shown once.", "language": "en"},
+        headers=admin,
+    )
+    assert put.status_code == 200
+    assert put.json()["chunks"] == 1
+    found = (await rag.post("/v1/search", json={"query": "API keys shown once"})).json()["data"]
+    assert found[0]["doc_id"] == "faq/keys"
+    assert (await rag.delete("/v1/documents/faq/keys", headers=admin)).status_code == 200
+    gone = (await rag.post("/v1/search", json={"query": "shown once"})).json()["data"]
+    assert all(h["doc_id"] != "faq/keys" for h in gone)
+    assert (await rag.put("/v1/documents/x", json={"text": "x"})).status_code == 401
+    reindexed = await rag.post("/v1/reindex", headers=admin)
+    assert reindexed.json()["documents"] == 3
