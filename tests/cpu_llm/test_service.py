@@ -87,13 +87,28 @@ def test_not_ready_until_engine_answers_then_recovers_from_hang_and_crash(
         def ready() -> bool:
             return client.get("/readyz").status_code == 200
 
-        # A hung engine: readiness is withdrawn, requests get a 503 envelope, not a hang.
+        def chat_refused() -> bool:
+            try:
+                answer = client.post(
+                    "/v1/chat/completions",
+                    json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2},
+                    timeout=1,
+                )
+            except httpx.TimeoutException:
+                return False  # still relayed: the hung engine does not answer
+            assert answer.status_code == 503, answer.text
+            assert answer.headers["retry-after"]
+            return True
+
+        # A hung engine: readiness is withdrawn at the first failed probe; from the second,
+        # requests get a 503 envelope at once instead of hanging.
         os.kill(first, signal.SIGSTOP)
         wait_for(lambda: not ready(), 5, "readiness withdrawn from a hung engine")
         refused = client.get("/readyz")
         assert refused.status_code == 503
         assert refused.headers["retry-after"]
         assert refused.json()["error"]["code"] == "not_ready"
+        wait_for(chat_refused, 5, "requests refused by a hung engine's service")
         # ...and after repeated failures it is replaced by a new engine.
         wait_for(lambda: len(engine_pids(service)) == 2, 15, "hung engine restarted")
         wait_for(ready, 30, "ready after restart")

@@ -192,6 +192,8 @@ def test_cold_gpu_cpu_first_one_wake_then_gpu_then_fallback(mesh: Mesh) -> None:
     for replica in (0, 1):
         deadline = time.monotonic() + 20
         while (response := mesh.chat(replica)).headers["x-tiergate-backend"] != "gpu":
+            # A failed CPU answer here would open its breaker and change what follows.
+            assert response.status_code == 200, response.text
             assert time.monotonic() < deadline, f"replica {replica} never used the GPU"
             time.sleep(0.2)
         assert "x-tiergate-upgrade" not in response.headers
@@ -211,7 +213,7 @@ def test_cold_gpu_cpu_first_one_wake_then_gpu_then_fallback(mesh: Mesh) -> None:
     mesh.gpu.kill()
     mesh.gpu.wait(10)
     first = mesh.chat(0)
-    assert first.status_code == 200
+    assert first.status_code == 200, first.text
     assert first.headers["x-tiergate-backend"] == "cpu"
     assert first.headers["x-tiergate-fallback-from"] == "gpu"
     later = mesh.chat(0)

@@ -3,7 +3,8 @@
 `ServiceProcess` starts `python -m <module>` with settings from the environment, the listen
 port 0 and a port file, waits until `/readyz` (or another path) answers 200, and stops the
 process (SIGTERM, then SIGKILL) at the end. Output goes to a log file that is printed when a
-service fails to come up, so a red test says why.
+service fails to come up, so a red test says why; `running()` lists the live ones so a
+failing test's report can carry their output too (see `tests/conftest.py`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,15 @@ from types import TracebackType
 
 import httpx
 
-__all__ = ["ServiceProcess", "ServiceStartError"]
+__all__ = ["ServiceProcess", "ServiceStartError", "running_since"]
+
+_STARTED: list[ServiceProcess] = []  # every one started, for failure reports
+_KEEP = 64
+
+
+def running_since(moment: float) -> list[ServiceProcess]:
+    """Services running at any time since `moment` (time.monotonic()), oldest first."""
+    return [s for s in _STARTED if s.stopped_at is None or s.stopped_at >= moment]
 
 
 class ServiceStartError(RuntimeError):
@@ -50,6 +59,7 @@ class ServiceProcess:
         self.log_path = self._dir / "output.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
+        self.stopped_at: float | None = None
 
     @property
     def base_url(self) -> str:
@@ -84,6 +94,8 @@ class ServiceProcess:
                 raise ServiceStartError(self._failure("did not listen within 30 s"))
             time.sleep(0.02)
         self.port = int(self.port_file.read_text())
+        _STARTED.append(self)
+        del _STARTED[:-_KEEP]
         return self
 
     def wait_ready(self) -> ServiceProcess:
@@ -112,6 +124,8 @@ class ServiceProcess:
         """SIGTERM, then SIGKILL of the whole group after `grace_s`; return the exit status."""
         if self.proc is None:
             return None
+        if self.stopped_at is None:
+            self.stopped_at = time.monotonic()
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:

@@ -62,7 +62,7 @@ def create_app(settings: CpuLlmSettings) -> Litestar:
         return None if engine.ready else "The model engine is starting."
 
     async def to_engine(request: Request[Any, Any, State]) -> Response[Any]:
-        if not engine.ready or engine.base_url is None:
+        if not engine.serving or engine.base_url is None:
             raise ServiceUnavailable("The model engine is starting.", retry_after=2)
         return await proxy.forward(request, engine.base_url)
 

@@ -2,10 +2,13 @@
 
 The service is ready only while `Engine.ready` is true: the child is running and its
 `/health` answered 200 (llama.cpp answers 503 while it loads the model). While it runs, the
-engine is probed every `health_interval_s`: one failure withdraws readiness, and
-`unhealthy_restarts_after` consecutive failures restart it (a hung engine is as useless as a
-dead one). A child that exits is restarted with exponential backoff; stopping the service
-stops the child.
+engine is probed every `health_interval_s`: one failure withdraws readiness (a load balancer
+in front stops sending new work), and `unhealthy_restarts_after` consecutive failures restart
+it (a hung engine is as useless as a dead one). Requests are relayed while `Engine.serving`:
+from the first healthy answer until the second failed probe in a row — one slow probe on a
+busy machine must not turn every request into a 503 for a whole probe interval, but a hung
+engine's requests are refused at once from the second failure on. A child that exits is
+restarted with exponential backoff; stopping the service stops the child.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ __all__ = ["Engine"]
 
 _log = structlog.get_logger("tiergate.cpu_llm.engine")
 _PROBE_INTERVAL_S = 0.1
+_REFUSE_AFTER_FAILURES = 2  # failed probes in a row before requests get a 503
 
 
 class Engine:
@@ -40,6 +44,7 @@ class Engine:
         self.model_path = model_path
         self.base_url: str | None = None
         self.ready = False
+        self.serving = False
         self.starts = 0
         self._child: ChildProcess | None = None
         self._task: asyncio.Task[None] | None = None
@@ -54,7 +59,7 @@ class Engine:
     async def stop(self) -> None:
         """Stop the child (SIGTERM, then SIGKILL after the grace period) and supervision."""
         self._stop_requested.set()
-        self.ready = False
+        self.ready = self.serving = False
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -119,11 +124,11 @@ class Engine:
         try:
             self.base_url = await self._wait_listening(port_file)
             await self._wait_healthy(self.base_url)
-            self.ready = True
+            self.ready = self.serving = True
             _log.info("engine_ready", base_url=self.base_url, model_id=self.settings.model_id)
             await self._watch(self.base_url)
         finally:
-            self.ready = False
+            self.ready = self.serving = False
 
     async def _watch(self, base_url: str) -> None:
         """Probe the running engine until it exits or stays unhealthy; then return."""
@@ -145,6 +150,7 @@ class Engine:
                     if self.ready != healthy:
                         _log.warning("engine_health", healthy=healthy, failures=failures)
                     self.ready = healthy
+                    self.serving = failures < _REFUSE_AFTER_FAILURES
                     if failures >= self.settings.unhealthy_restarts_after:
                         _log.error("engine_unhealthy_restart", failures=failures)
                         await self._child.stop(self.settings.stop_grace_s)
