@@ -214,7 +214,9 @@ async def test_a_burst_beyond_the_store_pool_waits_instead_of_failing(
         models=[ALIAS], requests=Window(limit=1000, window_s=60), max_concurrent=100
     )
     settings = limited(engine, redis_server.url, policy)
-    store = msgspec.structs.replace(settings.store, max_connections=2)
+    # A generous wait: what is tested is that the burst queues for the two connections
+    # (a non-blocking pool fails at once), not how fast a loaded machine drains the queue.
+    store = msgspec.structs.replace(settings.store, max_connections=2, timeout_s=10.0)
     async with running(msgspec.structs.replace(settings, store=store), engine) as gateway:
         responses = await asyncio.gather(
             *(gateway.client.post("/v1/chat/completions", json=chat_body()) for _ in range(30))

@@ -34,6 +34,7 @@ NAMES = {
     "SearchRequest.json",
     "SearchResponse.json",
     "DocumentPut.json",
+    "DocumentView.json",
 }
 
 

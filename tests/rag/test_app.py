@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -12,25 +11,13 @@ from tiergate_rag.app import create_app
 from tiergate_rag.settings import RagSettings
 from tiergate_testkit.asgi import serve_in_loop
 
-ADMIN = "rag-admin-token-0123456789abcdefghijkl"
+from .conftest import ADMIN
 
 
 @pytest.fixture
-async def rag(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    (corpus / "guide.md").write_text(
-        "# Tiergate\n\n## Limits\n\nAnonymous users get twenty requests per fifteen minutes.\n"
-    )
-    (corpus / "notes.txt").write_text("Plain text notes about the gateway and its workers.")
-    (corpus / "de.md").write_text(
-        "# Gezeiten\n\nDie Gezeiten an der Nordsee entstehen durch die Anziehung des Mondes."
-    )
-    settings = RagSettings(
-        index_dir=str(tmp_path / "index"), corpus=[str(corpus)], admin_token=ADMIN
-    )
+async def rag(rag_settings: RagSettings) -> AsyncIterator[httpx.AsyncClient]:
     async with (
-        serve_in_loop(create_app(settings)) as url,
+        serve_in_loop(create_app(rag_settings)) as url,
         httpx.AsyncClient(base_url=url) as client,
     ):
         yield client
@@ -87,7 +74,20 @@ async def test_documents_admin_and_reindex(rag: httpx.AsyncClient) -> None:
     assert put.json()["chunks"] == 1
     found = (await rag.post("/v1/search", json={"query": "API keys shown once"})).json()["data"]
     assert found[0]["doc_id"] == "faq/keys"
+    document = (await rag.get("/v1/documents/faq/keys")).json()
+    assert document == {
+        "id": "faq/keys",
+        "title": "Keys",
+        "source": "faq/keys",
+        "language": "en",
+        "text": "# Keys\n\nAPI keys start with tg_ and are shown once.",
+        "chunks": [{"id": "faq/keys#0", "heading_path": ["Keys"]}],
+        "object": "document",
+    }
     assert (await rag.delete("/v1/documents/faq/keys", headers=admin)).status_code == 200
+    missing = await rag.get("/v1/documents/faq/keys")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "document_not_found"
     gone = (await rag.post("/v1/search", json={"query": "shown once"})).json()["data"]
     assert all(h["doc_id"] != "faq/keys" for h in gone)
     assert (await rag.put("/v1/documents/x", json={"text": "x"})).status_code == 401

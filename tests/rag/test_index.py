@@ -6,6 +6,8 @@ import itertools
 import threading
 from pathlib import Path
 
+import tantivy
+
 from tiergate_rag.chunking import chunk_markdown, chunk_text
 from tiergate_rag.index import IndexedDocument, SearchIndex
 
@@ -86,6 +88,22 @@ def test_search_replace_delete_and_restart(tmp_path: Path) -> None:
     reopened.delete("guide")
     assert reopened.search("API keys", 3) == []
     assert reopened.search("Nothing", 3)[0].doc_id == "other"
+
+
+def test_an_index_with_another_schema_is_replaced_not_fatal(tmp_path: Path) -> None:
+    # An index written by an older tiergate (another schema) under the `current` link.
+    old = tmp_path / "gen-old"
+    old.mkdir()
+    builder = tantivy.SchemaBuilder()
+    builder.add_text_field("text", stored=True)
+    writer = tantivy.Index(builder.build(), path=str(old)).writer(15_000_000, 1)
+    writer.add_document(tantivy.Document(text="old"))
+    writer.commit()
+    (tmp_path / "current").symlink_to("gen-old")
+    index = SearchIndex(tmp_path)
+    assert index.count() == 0  # a fresh generation, which the service fills from its corpus
+    index.upsert([doc("guide", GUIDE)])
+    assert SearchIndex(tmp_path).search("anonymous", 1)[0].doc_id == "guide"
 
 
 def test_german_stemming_finds_the_german_document(tmp_path: Path) -> None:

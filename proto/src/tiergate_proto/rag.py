@@ -6,7 +6,15 @@ from typing import Annotated, Literal
 
 import msgspec
 
-__all__ = ["DocumentPut", "SearchFilters", "SearchHit", "SearchRequest", "SearchResponse"]
+__all__ = [
+    "DocumentChunk",
+    "DocumentPut",
+    "DocumentView",
+    "SearchFilters",
+    "SearchHit",
+    "SearchRequest",
+    "SearchResponse",
+]
 
 
 class SearchFilters(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -53,3 +61,22 @@ class DocumentPut(msgspec.Struct, kw_only=True):
     language: Annotated[str, msgspec.Meta(pattern=r"^[a-z]{2}$")] | None = None
     """Declared language; unset: detected."""
     source: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
+
+
+class DocumentChunk(msgspec.Struct, kw_only=True):
+    """One chunk of a document: the id search hits carry, and its heading path."""
+
+    id: str
+    heading_path: list[str]
+
+
+class DocumentView(msgspec.Struct, kw_only=True):
+    """`GET /v1/documents/{doc_id}`: a whole document as ingested."""
+
+    id: str
+    title: str
+    source: str
+    language: str
+    text: str
+    chunks: list[DocumentChunk]
+    object: Literal["document"] = "document"

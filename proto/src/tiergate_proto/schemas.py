@@ -34,7 +34,7 @@ from tiergate_proto.openai import (
     Model,
     ModelList,
 )
-from tiergate_proto.rag import DocumentPut, SearchRequest, SearchResponse
+from tiergate_proto.rag import DocumentPut, DocumentView, SearchRequest, SearchResponse
 
 PUBLIC_TYPES: tuple[type[msgspec.Struct], ...] = (
     ChatCompletionRequest,
@@ -61,6 +61,7 @@ PUBLIC_TYPES: tuple[type[msgspec.Struct], ...] = (
     SearchRequest,
     SearchResponse,
     DocumentPut,
+    DocumentView,
 )
 """Top-level wire types that get one schema file each, named after the class."""
 

@@ -151,7 +151,7 @@ def edge_hook(
         if kind == "http.response.start":
             record.metrics = metrics
             record.status = message["status"]
-            record.route = scope.get("path_template") or "unmatched"
+            record.route = scope.get("path_template") or _mount_path(scope) or "unmatched"
             headers = list(message.get("headers", ()))
             headers.append((_REQUEST_ID_HEADER_BYTES, record.request_id.encode("ascii")))
             headers.extend(fixed)
@@ -164,3 +164,10 @@ def edge_hook(
                 record.finished = True
 
     return before_send
+
+
+def _mount_path(scope: Any) -> str | None:
+    """A mounted ASGI app's path (Litestar leaves `path_template` empty for mounts)."""
+    handler = scope.get("route_handler")
+    paths = getattr(handler, "paths", None) if getattr(handler, "is_mount", False) else None
+    return min(paths) if paths else None

@@ -2,8 +2,10 @@
 
 - `POST /v1/search {query, k, filters}` → ranked chunks. An empty, oversized or non-text
   query is a 400 envelope; `k` is 1 to 50.
+- `GET /v1/documents/{doc_id}`: a whole document as ingested, with its chunks' ids.
 - `PUT /v1/documents/{doc_id}` / `DELETE /v1/documents/{doc_id}` (admin token): add, replace
   or remove one document. `POST /v1/reindex` (admin): rebuild from the corpus, atomically.
+- `/mcp/`: the same corpus for agents over MCP (`search_docs`, `get_document`).
 - At start, an empty index is built from the configured corpus.
 """
 
@@ -18,13 +20,23 @@ from typing import Any
 
 import msgspec
 import structlog
-from litestar import Litestar, Request, Response, delete, post, put
+from litestar import Litestar, Request, Response, delete, get, post, put
+from litestar.handlers import asgi
 from litestar.params import FromPath
+from litestar.types import Receive, Scope, Send
 from prometheus_client import CollectorRegistry
 
-from tiergate_proto.rag import DocumentPut, SearchHit, SearchRequest, SearchResponse
+from tiergate_proto.rag import (
+    DocumentChunk,
+    DocumentPut,
+    DocumentView,
+    SearchHit,
+    SearchRequest,
+    SearchResponse,
+)
 from tiergate_rag.index import SearchIndex
 from tiergate_rag.ingest import Ingestor
+from tiergate_rag.mcp_server import McpEndpoint
 from tiergate_rag.settings import RagSettings
 from tiergate_runtime.app import service_app
 from tiergate_runtime.body import read_struct
@@ -56,6 +68,7 @@ def create_app(settings: RagSettings) -> Litestar:
     index = SearchIndex(Path(settings.index_dir))
     ingestor = Ingestor(settings.chunk_size, settings.chunk_overlap, settings.languages)
     registry = CollectorRegistry()
+    mcp = McpEndpoint(index, settings) if settings.mcp.enabled else None
 
     async def rebuild() -> int:
         documents = await asyncio.to_thread(lambda: list(ingestor.corpus(settings.corpus)))
@@ -67,7 +80,11 @@ def create_app(settings: RagSettings) -> Litestar:
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         if settings.corpus and index.count() == 0:
             await rebuild()
-        yield
+        if mcp is None:
+            yield
+            return
+        async with mcp.running():
+            yield
 
     @post("/v1/search", status_code=200)
     async def search(request: Request[Any, Any, Any]) -> Response[bytes]:
@@ -103,6 +120,28 @@ def create_app(settings: RagSettings) -> Litestar:
         ]
         return _json(SearchResponse(data=data))
 
+    @get("/v1/documents/{doc_id:path}")
+    async def get_document(doc_id: FromPath[str]) -> Response[bytes]:
+        doc_id = doc_id.removeprefix("/")
+        document = await asyncio.to_thread(index.document, doc_id)
+        if document is None:
+            raise NotFound(f"No document with id '{doc_id}'.", code="document_not_found")
+        return _json(
+            DocumentView(
+                id=document.doc_id,
+                title=document.title,
+                source=document.source,
+                language=document.language,
+                text=document.text,
+                chunks=[DocumentChunk(id=c, heading_path=p) for c, p in document.chunks],
+            )
+        )
+
+    @asgi("/mcp", is_mount=True, copy_scope=True)
+    async def mcp_mount(scope: Scope, receive: Receive, send: Send) -> None:
+        assert mcp is not None  # mounted only when enabled
+        await mcp.asgi(scope, receive, send)  # type: ignore[arg-type]
+
     @put("/v1/documents/{doc_id:path}", status_code=200)
     async def put_document(
         request: Request[Any, Any, Any], doc_id: FromPath[str]
@@ -137,7 +176,14 @@ def create_app(settings: RagSettings) -> Litestar:
         return _json({"documents": documents, "chunks": index.count()})
 
     app = service_app(
-        [search, put_document, delete_document, reindex],
+        [
+            search,
+            get_document,
+            put_document,
+            delete_document,
+            reindex,
+            *([mcp_mount] if mcp is not None else []),
+        ],
         registry=registry,
         http_metrics=HttpMetrics(registry, "tiergate_rag"),
         lifespan=lifespan,

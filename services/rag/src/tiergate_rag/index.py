@@ -12,6 +12,12 @@ German document while English documents are stemmed as English.
 Re-indexing a whole corpus writes a new index next to the live one and switches a `current`
 symlink in one rename: searches see the old index or the new one, never half of either (the
 replaced one is deleted at the following re-index, after any search still reading it).
+
+A document's full text is stored once, with its first chunk (a stored, unindexed field), so
+`document(doc_id)` returns it as it was ingested rather than rebuilt from overlapping chunks.
+An index written with another schema (an older tiergate) is not opened: a fresh generation
+starts, which the service fills from its corpus; documents added through the API must be
+added again (logged).
 """
 
 from __future__ import annotations
@@ -24,11 +30,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import structlog
 import tantivy
 
 from tiergate_rag.chunking import Chunk
 
-__all__ = ["ANALYZED_LANGUAGES", "Hit", "IndexedDocument", "SearchIndex"]
+__all__ = ["ANALYZED_LANGUAGES", "Hit", "IndexedDocument", "SearchIndex", "StoredDocument"]
+
+_log = structlog.get_logger("tiergate.rag.index")
 
 ANALYZED_LANGUAGES = ("en", "de", "fr")
 _TEXT_FIELDS = (*tuple(f"text_{lang}" for lang in ANALYZED_LANGUAGES), "text_any")
@@ -45,6 +54,20 @@ class IndexedDocument:
     source: str
     language: str
     chunks: list[Chunk]
+    text: str = ""
+    """The whole text as ingested (stored with the first chunk)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDocument:
+    """A document read back from the index: its text and its chunks' ids and headings."""
+
+    doc_id: str
+    title: str
+    source: str
+    language: str
+    text: str
+    chunks: list[tuple[str, list[str]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +95,8 @@ def _schema() -> tantivy.Schema:
     for lang, stemmer in _STEMMERS.items():
         builder.add_text_field(f"text_{lang}", stored=True, tokenizer_name=stemmer)
     builder.add_text_field("text_any", stored=True)
+    builder.add_integer_field("position", stored=True, fast=True)
+    builder.add_bytes_field("body", stored=True)
     return builder.build()
 
 
@@ -86,7 +111,18 @@ class SearchIndex:
         current = self.root / "current"
         if not current.exists():
             self._switch_to(self._new_generation())
-        self._index = tantivy.Index(self._schema, path=str(current.resolve()))
+        try:
+            self._index = tantivy.Index(self._schema, path=str(current.resolve()))
+        except ValueError as exc:  # tantivy: "An index exists but the schema does not match."
+            _log.warning(
+                "index_schema_changed",
+                path=str(current.resolve()),
+                detail=str(exc),
+                action="starting an empty index; documents added through the API must be "
+                "added again",
+            )
+            self._switch_to(self._new_generation())
+            self._index = tantivy.Index(self._schema, path=str(current.resolve()))
 
     def _new_generation(self) -> Path:
         path = self.root / f"gen-{uuid.uuid4().hex[:12]}"
@@ -104,17 +140,19 @@ class SearchIndex:
     def _add(self, writer: tantivy.IndexWriter, document: IndexedDocument) -> None:
         field = f"text_{document.language}" if document.language in _STEMMERS else "text_any"
         for chunk in document.chunks:
-            writer.add_document(
-                tantivy.Document(
-                    chunk_id=f"{document.doc_id}#{chunk.index}",
-                    doc_id=document.doc_id,
-                    lang=document.language,
-                    source=document.source,
-                    title=document.title,
-                    heading=HEADING_SEPARATOR.join(chunk.heading_path),
-                    **{field: chunk.text},
-                )
+            stored = tantivy.Document(
+                chunk_id=f"{document.doc_id}#{chunk.index}",
+                doc_id=document.doc_id,
+                lang=document.language,
+                source=document.source,
+                title=document.title,
+                heading=HEADING_SEPARATOR.join(chunk.heading_path),
+                position=chunk.index,
+                **{field: chunk.text},
             )
+            if chunk.index == 0:
+                stored.add_bytes("body", document.text.encode())
+            writer.add_document(stored)
 
     def upsert(self, documents: Iterable[IndexedDocument]) -> None:
         """Add documents, replacing any with the same id (one commit)."""
@@ -175,7 +213,6 @@ class SearchIndex:
         for score, address in searcher.search(combined, k).hits:
             stored = searcher.doc(address)
             text = next((stored[f][0] for f in _TEXT_FIELDS if stored.get_all(f)), "")
-            heading = stored["heading"][0] if stored.get_all("heading") else ""
             hits.append(
                 Hit(
                     chunk_id=stored["chunk_id"][0],
@@ -183,13 +220,40 @@ class SearchIndex:
                     score=float(score),
                     text=text,
                     title=stored["title"][0],
-                    heading_path=[h for h in heading.split(HEADING_SEPARATOR) if h],
+                    heading_path=_heading_path(stored),
                     source=stored["source"][0],
                     language=stored["lang"][0],
                 )
             )
         return hits
 
+    def document(self, doc_id: str) -> StoredDocument | None:
+        """A whole document by id, or None."""
+        index = self._index
+        searcher = index.searcher()
+        query = tantivy.Query.term_query(self._schema, "doc_id", doc_id)
+        found = searcher.search(query, max(1, searcher.num_docs)).hits
+        if not found:
+            return None
+        stored = sorted(
+            (searcher.doc(address) for _, address in found), key=lambda d: d["position"][0]
+        )
+        first = stored[0]
+        body = first["body"][0] if first.get_all("body") else b""
+        return StoredDocument(
+            doc_id=doc_id,
+            title=first["title"][0],
+            source=first["source"][0],
+            language=first["lang"][0],
+            text=bytes(body).decode(),
+            chunks=[(d["chunk_id"][0], _heading_path(d)) for d in stored],
+        )
+
     def count(self) -> int:
         """Chunks in the live index."""
         return int(self._index.searcher().num_docs)
+
+
+def _heading_path(stored: tantivy.Document) -> list[str]:
+    heading = stored["heading"][0] if stored.get_all("heading") else ""
+    return [h for h in heading.split(HEADING_SEPARATOR) if h]

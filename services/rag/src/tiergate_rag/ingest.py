@@ -65,6 +65,7 @@ class Ingestor:
             source=source or doc_id,
             language=language or self.detect(text),
             chunks=chunker(text, self._size, self._overlap),
+            text=text,
         )
 
     def corpus(self, entries: list[str]) -> Iterator[IndexedDocument]:

@@ -9,13 +9,28 @@ import msgspec
 from tiergate_runtime.server import ServerSettings
 from tiergate_runtime.settings import load_settings
 
-__all__ = ["RagSettings", "load"]
+__all__ = ["McpSettings", "RagSettings", "load"]
 
 ENV_PREFIX = "TIERGATE_RAG_"
 
 
 def _default_server() -> ServerSettings:
     return ServerSettings(port=8082)
+
+
+class McpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The MCP endpoint (`/mcp/`) for agents."""
+
+    enabled: bool = True
+    allowed_hosts: list[str] = msgspec.field(
+        default_factory=lambda: ["127.0.0.1:*", "localhost:*", "[::1]:*"]
+    )
+    """`Host` values accepted (`name:*` for any port); `["*"]` turns the check off. A
+    deployment reached as `rag.internal:8082` adds that name."""
+    allowed_origins: list[str] = msgspec.field(
+        default_factory=lambda: ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+    )
+    """Browser `Origin` values accepted (requests without one always are)."""
 
 
 class RagSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -34,6 +49,7 @@ class RagSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     admin_token: Annotated[str, msgspec.Meta(min_length=32, max_length=512)] | None = None
     """Bearer token for document changes and re-indexing; unset: those endpoints are off."""
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024, le=64 * 1024 * 1024)] = 8 * 1024 * 1024
+    mcp: McpSettings = msgspec.field(default_factory=McpSettings)
 
 
 def load() -> RagSettings:
