@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -93,3 +94,47 @@ async def test_documents_admin_and_reindex(rag: httpx.AsyncClient) -> None:
     assert (await rag.put("/v1/documents/x", json={"text": "x"})).status_code == 401
     reindexed = await rag.post("/v1/reindex", headers=admin)
     assert reindexed.json()["documents"] == 3
+
+
+async def test_reindex_keeps_api_documents_and_start_follows_corpus_changes(
+    rag_settings: RagSettings,
+) -> None:
+    admin = {"authorization": f"Bearer {ADMIN}"}
+    runbook = "lang: en\n# Runbook\n\nRestart the engine when the pager rings."
+    live = Path(rag_settings.index_dir) / "current"
+
+    async def search(client: httpx.AsyncClient, query: str) -> list[str]:
+        response = await client.post("/v1/search", json={"query": query})
+        return [hit["doc_id"] for hit in response.json()["data"]]
+
+    async with (
+        serve_in_loop(create_app(rag_settings)) as url,
+        httpx.AsyncClient(base_url=url) as client,
+    ):
+        put = await client.put(
+            "/v1/documents/ops/runbook", json={"text": runbook, "format": "text"}, headers=admin
+        )
+        assert put.status_code == 200
+        reindexed = (await client.post("/v1/reindex", headers=admin)).json()
+        assert (reindexed["corpus"], reindexed["api"]) == (3, 1)
+        assert await search(client, "pager rings") == ["ops/runbook"]  # kept, as text
+        kept = (await client.get("/v1/documents/ops/runbook")).json()
+        assert kept["text"] == runbook.removeprefix("lang: en\n")
+        assert kept["chunks"][0]["heading_path"] == []  # still plain text, not Markdown
+    generation = live.resolve()
+
+    # A restart with the same corpus keeps the index as it is.
+    async with serve_in_loop(create_app(rag_settings)):
+        assert live.resolve() == generation
+
+    # A corpus file changed: the next start rebuilds, keeping the API document.
+    guide = Path(rag_settings.corpus[0]) / "guide.md"
+    guide.write_text("# Tiergate\n\n## Limits\n\nAgents get six hundred requests a minute.\n")
+    async with (
+        serve_in_loop(create_app(rag_settings)) as url,
+        httpx.AsyncClient(base_url=url) as client,
+    ):
+        assert live.resolve() != generation
+        assert await search(client, "six hundred") == ["guide.md"]
+        assert await search(client, "twenty fifteen") == []  # the old text is gone
+        assert await search(client, "pager rings") == ["ops/runbook"]

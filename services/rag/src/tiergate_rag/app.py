@@ -6,7 +6,8 @@
 - `PUT /v1/documents/{doc_id}` / `DELETE /v1/documents/{doc_id}` (admin token): add, replace
   or remove one document. `POST /v1/reindex` (admin): rebuild from the corpus, atomically.
 - `/mcp/`: the same corpus for agents over MCP (`search_docs`, `get_document`).
-- At start, an empty index is built from the configured corpus.
+- At start, the index is rebuilt when the corpus changed since it was built (or is new);
+  rebuilding keeps the documents added through the API.
 """
 
 from __future__ import annotations
@@ -70,15 +71,17 @@ def create_app(settings: RagSettings) -> Litestar:
     registry = CollectorRegistry()
     mcp = McpEndpoint(index, settings) if settings.mcp.enabled else None
 
-    async def rebuild() -> int:
-        documents = await asyncio.to_thread(lambda: list(ingestor.corpus(settings.corpus)))
-        await asyncio.to_thread(index.rebuild, documents)
-        _log.info("reindexed", documents=len(documents), chunks=index.count())
-        return len(documents)
+    async def rebuild() -> tuple[int, int]:
+        corpus, kept = await asyncio.to_thread(ingestor.rebuild, index, settings.corpus)
+        _log.info("reindexed", corpus_documents=corpus, api_documents=kept, chunks=index.count())
+        return corpus, kept
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
-        if settings.corpus and index.count() == 0:
+        # Built when the corpus (files, chunking, languages) differs from what the live index
+        # was built from: at the first start, and after the documentation changed.
+        current = await asyncio.to_thread(ingestor.fingerprint, settings.corpus)
+        if settings.corpus and index.fingerprint() != current:
             await rebuild()
         if mcp is None:
             yield
@@ -156,6 +159,7 @@ def create_app(settings: RagSettings) -> Litestar:
             title=body.title,
             language=body.language,
             source=body.source,
+            origin="api",
         )
         await asyncio.to_thread(index.upsert, [document])
         return _json({"id": doc_id, "chunks": len(document.chunks), "language": document.language})
@@ -172,8 +176,10 @@ def create_app(settings: RagSettings) -> Litestar:
     @post("/v1/reindex", status_code=200)
     async def reindex(request: Request[Any, Any, Any]) -> Response[bytes]:
         _require_admin(request, settings.admin_token)
-        documents = await rebuild()
-        return _json({"documents": documents, "chunks": index.count()})
+        corpus, kept = await rebuild()
+        return _json(
+            {"documents": corpus + kept, "corpus": corpus, "api": kept, "chunks": index.count()}
+        )
 
     app = service_app(
         [

@@ -14,7 +14,9 @@ symlink in one rename: searches see the old index or the new one, never half of 
 replaced one is deleted at the following re-index, after any search still reading it).
 
 A document's full text is stored once, with its first chunk (a stored, unindexed field), so
-`document(doc_id)` returns it as it was ingested rather than rebuilt from overlapping chunks.
+`document(doc_id)` returns it as it was ingested rather than rebuilt from overlapping chunks,
+and documents added through the API (`origin = "api"`) can be carried into a rebuilt index.
+Each generation records the fingerprint of the corpus it was built from (`fingerprint()`).
 An index written with another schema (an older tiergate) is not opened: a fresh generation
 starts, which the service fills from its corpus; documents added through the API must be
 added again (logged).
@@ -42,6 +44,7 @@ _log = structlog.get_logger("tiergate.rag.index")
 ANALYZED_LANGUAGES = ("en", "de", "fr")
 _TEXT_FIELDS = (*tuple(f"text_{lang}" for lang in ANALYZED_LANGUAGES), "text_any")
 _STEMMERS = {"en": "en_stem", "de": "de_stem", "fr": "fr_stem"}
+_FINGERPRINT = "corpus.fingerprint"
 HEADING_SEPARATOR = "\u203a"  # the stored heading path, joined (a character headings avoid)
 
 
@@ -56,6 +59,9 @@ class IndexedDocument:
     chunks: list[Chunk]
     text: str = ""
     """The whole text as ingested (stored with the first chunk)."""
+    markdown: bool = True
+    origin: str = "corpus"
+    """`corpus` (from the configured files) or `api` (added through the admin API)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +74,8 @@ class StoredDocument:
     language: str
     text: str
     chunks: list[tuple[str, list[str]]]
+    markdown: bool
+    origin: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +103,8 @@ def _schema() -> tantivy.Schema:
     for lang, stemmer in _STEMMERS.items():
         builder.add_text_field(f"text_{lang}", stored=True, tokenizer_name=stemmer)
     builder.add_text_field("text_any", stored=True)
+    builder.add_text_field("origin", stored=True, tokenizer_name="raw")
+    builder.add_text_field("format", stored=True, tokenizer_name="raw")
     builder.add_integer_field("position", stored=True, fast=True)
     builder.add_bytes_field("body", stored=True)
     return builder.build()
@@ -148,6 +158,8 @@ class SearchIndex:
                 title=document.title,
                 heading=HEADING_SEPARATOR.join(chunk.heading_path),
                 position=chunk.index,
+                origin=document.origin,
+                format="markdown" if document.markdown else "text",
                 **{field: chunk.text},
             )
             if chunk.index == 0:
@@ -174,8 +186,8 @@ class SearchIndex:
             writer.wait_merging_threads()
         self._index.reload()
 
-    def rebuild(self, documents: Iterable[IndexedDocument]) -> None:
-        """Replace the whole corpus atomically: built aside, then switched in one rename."""
+    def rebuild(self, documents: Iterable[IndexedDocument], fingerprint: str = "") -> None:
+        """Replace the whole index atomically: built aside, then switched in one rename."""
         with self._lock:
             generation = self._new_generation()
             index = tantivy.Index(self._schema, path=str(generation))
@@ -185,6 +197,7 @@ class SearchIndex:
             writer.commit()
             writer.wait_merging_threads()
             index.reload()  # ready before anyone can search it
+            (generation / _FINGERPRINT).write_text(fingerprint)
             previous = (self.root / "current").resolve()
             self._switch_to(generation)
             self._index = index
@@ -229,29 +242,47 @@ class SearchIndex:
 
     def document(self, doc_id: str) -> StoredDocument | None:
         """A whole document by id, or None."""
-        index = self._index
-        searcher = index.searcher()
-        query = tantivy.Query.term_query(self._schema, "doc_id", doc_id)
-        found = searcher.search(query, max(1, searcher.num_docs)).hits
-        if not found:
-            return None
-        stored = sorted(
-            (searcher.doc(address) for _, address in found), key=lambda d: d["position"][0]
-        )
-        first = stored[0]
-        body = first["body"][0] if first.get_all("body") else b""
-        return StoredDocument(
-            doc_id=doc_id,
-            title=first["title"][0],
-            source=first["source"][0],
-            language=first["lang"][0],
-            text=bytes(body).decode(),
-            chunks=[(d["chunk_id"][0], _heading_path(d)) for d in stored],
-        )
+        found = self._stored("doc_id", doc_id)
+        return _document(found) if found else None
+
+    def documents(self, origin: str) -> list[StoredDocument]:
+        """Every document of one origin (`api`: those added through the admin API)."""
+        by_id: dict[str, list[tantivy.Document]] = {}
+        for stored in self._stored("origin", origin):
+            by_id.setdefault(stored["doc_id"][0], []).append(stored)
+        return [_document(chunks) for chunks in by_id.values()]
+
+    def fingerprint(self) -> str:
+        """The corpus fingerprint the live generation was built from ("" if none)."""
+        marker = (self.root / "current").resolve() / _FINGERPRINT
+        return marker.read_text() if marker.exists() else ""
+
+    def _stored(self, field: str, value: str) -> list[tantivy.Document]:
+        searcher = self._index.searcher()
+        query = tantivy.Query.term_query(self._schema, field, value)
+        hits = searcher.search(query, max(1, searcher.num_docs)).hits
+        return [searcher.doc(address) for _, address in hits]
 
     def count(self) -> int:
         """Chunks in the live index."""
         return int(self._index.searcher().num_docs)
+
+
+def _document(chunks: list[tantivy.Document]) -> StoredDocument:
+    """A document from all its stored chunks."""
+    ordered = sorted(chunks, key=lambda d: d["position"][0])
+    first = ordered[0]
+    body = first["body"][0] if first.get_all("body") else b""
+    return StoredDocument(
+        doc_id=first["doc_id"][0],
+        title=first["title"][0],
+        source=first["source"][0],
+        language=first["lang"][0],
+        text=bytes(body).decode(),
+        chunks=[(d["chunk_id"][0], _heading_path(d)) for d in ordered],
+        markdown=first["format"][0] == "markdown",
+        origin=first["origin"][0],
+    )
 
 
 def _heading_path(stored: tantivy.Document) -> list[str]:
