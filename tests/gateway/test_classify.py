@@ -52,6 +52,18 @@ TOOLS = [{"type": "function", "function": {"name": "weather", "parameters": {}}}
         (ask("Schreib ein Gedicht über den Herbst."), "creative"),
         (ask("Écris un poème sur la mer."), "creative"),
         (ask("Explain how tides work."), "chat"),
+        (ask("Why does my C++ build fail on templates?"), "code"),
+        (ask("Is C# faster than Java here?"), "code"),
+        (ask("My unit tests are flaky, what could cause that?"), "code"),
+        (ask("Here is the stack trace I got."), "code"),
+        (ask("Wie lerne ich Programmieren am besten?"), "code"),
+        (ask("x = compute();\nprint(x);"), "code"),
+        (ask("const f = (a) => a * 2"), "code"),
+        (ask("Tell me a fairy tale about a fox."), "creative"),
+        (ask("Raconte-moi une histoire de pirates."), "creative"),
+        (ask("She is a class act; I admire her."), "chat"),  # no code shape, no ask
+        (ask("Where does the word 'story' come from?"), "creative"),  # keyword, as before
+        (ask("I am a Pythonista at heart, but tell me about tides."), "chat"),  # whole words
         ({"model": "m", "messages": []}, "chat"),
         ({"model": "m", "messages": "nonsense"}, "chat"),
     ],
