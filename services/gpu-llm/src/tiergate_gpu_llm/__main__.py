@@ -4,37 +4,21 @@ from __future__ import annotations
 
 import sys
 
-import structlog
-
 from tiergate_gpu_llm.app import create_app
-from tiergate_gpu_llm.settings import load
-from tiergate_runtime.logging import configure_logging
-from tiergate_runtime.server import serve
-from tiergate_runtime.settings import SettingsError
+from tiergate_gpu_llm.settings import GpuLlmSettings, load
+from tiergate_runtime.entry import run_service
+
+
+def _describe(settings: GpuLlmSettings) -> dict[str, object]:
+    return {
+        "box": settings.box,
+        "engines": {name: engine.models for name, engine in settings.engines.items()},
+    }
 
 
 def main() -> int:
     """Load settings, build the app, serve; a bad setting exits 2 with a message naming it."""
-    try:
-        settings = load()
-        configure_logging(settings.server.log_level, service="gpu-llm")
-        app = create_app(settings)
-    except SettingsError as exc:
-        print(f"gpu-llm: {exc}", file=sys.stderr)
-        return 2
-    structlog.get_logger("tiergate.gpu_llm").info(
-        "starting",
-        host=settings.server.host,
-        port=settings.server.port,
-        box=settings.box,
-        engines={name: engine.models for name, engine in settings.engines.items()},
-    )
-    try:
-        serve(app, settings.server)
-    except OSError as exc:
-        print(f"gpu-llm: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_service("gpu-llm", load, create_app, describe=_describe)
 
 
 if __name__ == "__main__":

@@ -5,27 +5,17 @@ from __future__ import annotations
 import sys
 
 from tiergate_rag.app import create_app
-from tiergate_rag.settings import load
-from tiergate_runtime.logging import configure_logging
-from tiergate_runtime.server import serve
-from tiergate_runtime.settings import SettingsError
+from tiergate_rag.settings import RagSettings, load
+from tiergate_runtime.entry import run_service
+
+
+def _describe(settings: RagSettings) -> dict[str, object]:
+    return {"corpus": settings.corpus, "mcp": settings.mcp.enabled}
 
 
 def main() -> int:
     """Load settings, build the app, serve; a bad setting exits 2 with a message naming it."""
-    try:
-        settings = load()
-        configure_logging(settings.server.log_level, service="rag")
-        app = create_app(settings)
-    except SettingsError as exc:
-        print(f"rag: {exc}", file=sys.stderr)
-        return 2
-    try:
-        serve(app, settings.server)
-    except OSError as exc:
-        print(f"rag: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_service("rag", load, create_app, describe=_describe)
 
 
 if __name__ == "__main__":
