@@ -151,3 +151,30 @@ def test_rebuild_is_atomic_under_concurrent_searches(tmp_path: Path) -> None:
     assert len(index.search("delta", 100)) == 70
     generations = [p for p in tmp_path.iterdir() if p.name.startswith("gen-")]
     assert len(generations) == 2  # the live one and the one it replaced, no more
+
+
+def test_a_document_with_many_chunks_comes_back_whole(tmp_path: Path) -> None:
+    # More chunks than the first page the index collects (64): all of them, in order.
+    sections = "\n\n".join(f"## Part {i}\n\n" + f"word{i} " * 60 for i in range(80))
+    text = f"# Long\n\n{sections}"
+    chunks = chunk_markdown(text, size=400, overlap=40)
+    assert len(chunks) > 64
+    index = SearchIndex(tmp_path)
+    index.upsert(
+        [
+            IndexedDocument(
+                doc_id="long",
+                title="Long",
+                source="long.md",
+                language="en",
+                chunks=chunks,
+                text=text,
+            )
+        ]
+    )
+    stored = index.document("long")
+    assert stored is not None
+    assert stored.text == text
+    ids = [chunk_id for chunk_id, _ in stored.chunks]
+    assert ids == [f"long#{i}" for i in range(len(chunks))]
+    assert stored.chunks[-1][1] == ["Long", "Part 79"]

@@ -45,6 +45,7 @@ ANALYZED_LANGUAGES = ("en", "de", "fr")
 _TEXT_FIELDS = (*tuple(f"text_{lang}" for lang in ANALYZED_LANGUAGES), "text_any")
 _STEMMERS = {"en": "en_stem", "de": "de_stem", "fr": "fr_stem"}
 _FINGERPRINT = "corpus.fingerprint"
+_PAGE = 64
 HEADING_SEPARATOR = "\u203a"  # the stored heading path, joined (a character headings avoid)
 
 
@@ -260,8 +261,13 @@ class SearchIndex:
     def _stored(self, field: str, value: str) -> list[tantivy.Document]:
         searcher = self._index.searcher()
         query = tantivy.Query.term_query(self._schema, field, value)
-        hits = searcher.search(query, max(1, searcher.num_docs)).hits
-        return [searcher.doc(address) for _, address in hits]
+        # Most documents have a few chunks: collect a small page, and all only if needed
+        # (a collector sized to the whole index would allocate for every chunk of it).
+        result = searcher.search(query, _PAGE, count=True)
+        matched: int | None = getattr(result, "count", None)  # set at run time; not in the stub
+        if matched is not None and matched > _PAGE:
+            result = searcher.search(query, matched)
+        return [searcher.doc(address) for _, address in result.hits]
 
     def count(self) -> int:
         """Chunks in the live index."""
