@@ -1,7 +1,9 @@
 """`PYTHONPATH=bench python -m tiergate_bench [--quick] ...`: run the benchmark.
 
 `... -m tiergate_bench cpu-first [...]` runs the GPU tier's benchmark instead (cpu_first.py);
-`... -m tiergate_bench rag [...]` the retrieval service's search benchmark (rag_search.py).
+`... -m tiergate_bench rag [...]` the retrieval service's search benchmark (rag_search.py);
+`... -m tiergate_bench overload [...]` the real small model saturated through the gateway
+(overload.py: load shedding, issue 10).
 """
 
 import sys
@@ -10,6 +12,11 @@ if sys.argv[1:2] == ["rag"]:
     from tiergate_bench.rag_search import main as rag_search
 
     raise SystemExit(rag_search(sys.argv[2:]))
+
+if sys.argv[1:2] == ["overload"]:
+    from tiergate_bench.overload import main as overload
+
+    raise SystemExit(overload(sys.argv[2:]))
 
 if sys.argv[1:2] == ["cpu-first"]:
     from tiergate_bench.cpu_first import main as cpu_first

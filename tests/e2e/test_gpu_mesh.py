@@ -101,6 +101,8 @@ def mesh() -> Iterator[Mesh]:
                 "TIERGATE_AUTH_STORE__URL": redis.url,
                 "TIERGATE_AUTH_PEPPER": PEPPER,
                 "TIERGATE_AUTH_SMTP__PORT": str(sink.port),
+                # The gateways relay /v1/auth/* from here (auth trusts no proxy by default).
+                "TIERGATE_AUTH_TRUSTED_PROXIES": '["127.0.0.1/32"]',
             }
             with (
                 ServiceProcess("tiergate_auth", "TIERGATE_AUTH_", auth_env) as auth,
@@ -132,6 +134,7 @@ def mesh() -> Iterator[Mesh]:
                                 "id": "tiergate-large",
                                 "backend": "gpu",
                                 "engine_model": "engine-large",
+                                "vision": True,
                             },
                             {
                                 "id": "tiergate",

@@ -83,6 +83,8 @@ def mesh() -> Iterator[Mesh]:
             "TIERGATE_AUTH_ADMIN_TOKEN": ADMIN,
             "TIERGATE_AUTH_INTERNAL_TOKEN": INTERNAL,
             "TIERGATE_AUTH_SMTP__PORT": str(sink.port),
+            # The gateways relay /v1/auth/* from here (auth trusts no proxy by default).
+            "TIERGATE_AUTH_TRUSTED_PROXIES": '["127.0.0.1/32"]',
         }
         with (
             ServiceProcess("tiergate_auth", "TIERGATE_AUTH_", auth_env) as auth,

@@ -19,6 +19,14 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
+from tiergate_testkit.openai_schema import (
+    validate_chat_completion,
+    validate_chat_completion_chunk,
+    validate_error,
+    validate_model,
+    validate_model_list,
+    validate_sse,
+)
 from tiergate_testkit.services import ServiceProcess
 from tiergate_testkit.waiting import wait_until
 
@@ -79,6 +87,10 @@ def test_non_stream_chat_with_usage(mesh: Mesh) -> None:
         seed=7,
         temperature=0,
     )
+    body = validate_chat_completion(raw.http_response.content)  # OpenAI's schema (issue 10)
+    assert "timings" not in body  # llama.cpp's extra, not configured to be kept
+    assert body["choices"][0]["message"]["refusal"] is None
+    assert body["choices"][0]["logprobs"] is None
     completion = raw.parse()
     assert completion.model == ALIAS
     assert completion.object == "chat.completion"
@@ -103,6 +115,7 @@ def test_max_tokens_is_honoured(mesh: Mesh) -> None:
             max_tokens=limit,
             seed=3,
         )
+        validate_chat_completion(completion.to_dict())
         assert completion.usage is not None
         assert completion.usage.completion_tokens == limit
         assert completion.choices[0].finish_reason == "length"
@@ -127,6 +140,8 @@ def test_stream_chat_with_usage(mesh: Mesh) -> None:
         stream_options={"include_usage": True},
     )
     chunks = list(stream)
+    for chunk in chunks:  # as received: the SDK keeps exactly the fields that were sent
+        validate_chat_completion_chunk(chunk.to_dict())
     assert {c.model for c in chunks} == {ALIAS}
     assert all(c.object == "chat.completion.chunk" for c in chunks)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -146,6 +161,8 @@ def test_stream_sse_framing_and_no_usage_unless_asked(mesh: Mesh) -> None:
         response = http.post(f"{mesh.api}/chat/completions", json=body)
     assert response.headers["content-type"].startswith("text/event-stream")
     assert response.text.endswith("data: [DONE]\n\n")
+    validate_sse(response.content)
+    assert "timings" not in response.text
     events = [e for e in response.text.split("\n\n") if e]
     assert all(e.startswith("data: ") for e in events)
     payloads = [json.loads(e[6:]) for e in events[:-1]]
@@ -158,19 +175,52 @@ def test_models_list(mesh: Mesh) -> None:
     models = client.models.list()
     assert [m.id for m in models.data] == [ALIAS]
     assert client.models.retrieve(ALIAS).id == ALIAS
-    with pytest.raises(openai.NotFoundError):
+    with pytest.raises(openai.NotFoundError) as missing:
         client.models.retrieve("no-such-model")
+    validate_error(missing.value.response.content)
+    with httpx.Client(base_url=mesh.api, timeout=10) as http:
+        validate_model_list(http.get("/models").content)
+        validate_model(http.get(f"/models/{ALIAS}").content)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_llama_cpp_logprobs_are_openais_shape(mesh: Mesh, stream: bool) -> None:
+    # llama.cpp's logprobs lack `refusal` and carry token ids: the gateway fills and drops.
+    body = {
+        "model": ALIAS,
+        "messages": ask("Say hello."),
+        "max_tokens": 3,
+        "seed": 1,
+        "logprobs": True,
+        "top_logprobs": 2,
+        "stream": stream,
+    }
+    with httpx.Client(timeout=60) as http:
+        response = http.post(f"{mesh.api}/chat/completions", json=body)
+    assert response.status_code == 200, response.text
+    if stream:
+        events = validate_sse(response.content)
+        logprobs = [e["choices"][0].get("logprobs") for e in events if e["choices"]]
+        token = next(lp for lp in logprobs if lp)["content"][0]
+    else:
+        choice = validate_chat_completion(response.content)["choices"][0]
+        assert choice["logprobs"]["refusal"] is None
+        token = choice["logprobs"]["content"][0]
+    assert len(token["top_logprobs"]) == 2
+    assert "id" not in token
 
 
 def test_engine_extras_reach_llama_cpp(mesh: Mesh) -> None:
     # `top_k` and `n_probs` are llama.cpp extras, not OpenAI fields: the gateway forwards them.
     client = mesh.client()
-    completion = client.chat.completions.create(
+    raw = client.chat.completions.with_raw_response.create(
         model=ALIAS,
         messages=ask("Hi"),
         max_tokens=2,
         extra_body={"top_k": 1, "n_probs": 2},
     )
+    validate_chat_completion(raw.http_response.content)
+    completion = raw.parse()
     assert completion.usage is not None
     assert completion.usage.completion_tokens <= 2
 
@@ -209,7 +259,7 @@ def test_client_errors_through_the_openai_client(
     with pytest.raises(error) as caught:
         call(mesh.client())
     assert caught.value.status_code == status
-    body = caught.value.response.json()
+    body = validate_error(caught.value.response.content)
     assert set(body["error"]) == {"message", "type", "param", "code"}
 
 
@@ -242,7 +292,7 @@ def test_raw_error_cases(
     with httpx.Client(base_url=mesh.gateway.base_url, timeout=30) as http:
         response = http.request(method, path, content=content, headers=headers)
     assert response.status_code == status
-    error = response.json()["error"]
+    error = validate_error(response.content)["error"]
     assert error["param"] == param
     assert "Traceback" not in response.text
 

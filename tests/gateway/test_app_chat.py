@@ -10,6 +10,14 @@ import openai
 import pytest
 
 from tiergate_testkit.fake_engine import FakeEngine
+from tiergate_testkit.openai_schema import (
+    validate_chat_completion,
+    validate_chat_completion_chunk,
+    validate_error,
+    validate_model,
+    validate_model_list,
+    validate_sse,
+)
 
 from .conftest import ALIAS, ENGINE_MODEL, Gateway, chat_body, last_chat
 
@@ -23,6 +31,7 @@ async def test_non_stream_with_openai_client(gateway: Gateway) -> None:
     raw = await client.chat.completions.with_raw_response.create(
         model=ALIAS, messages=[{"role": "user", "content": "hello there"}], max_tokens=3
     )
+    validate_chat_completion(raw.content)  # OpenAI's schema, not only what the SDK reads
     completion = raw.parse()
     assert completion.model == ALIAS
     assert completion.usage is not None
@@ -43,6 +52,8 @@ async def test_stream_with_openai_client(gateway: Gateway) -> None:
         stream_options={"include_usage": True},
     )
     chunks = [chunk async for chunk in stream]
+    for chunk in chunks:  # each as received (the SDK keeps the fields that were sent)
+        validate_chat_completion_chunk(chunk.to_dict())
     assert {c.model for c in chunks} == {ALIAS}
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text.strip()
@@ -86,6 +97,7 @@ async def test_stream_usage_only_when_asked_but_always_requested(
     body = chat_body(stream=True, stream_options={"include_usage": include_usage})
     response = await gateway.client.post("/v1/chat/completions", json=body)
     assert response.headers["content-type"].startswith("text/event-stream")
+    validate_sse(response.content)
     events = sse_events(response.text)
     assert events[-1] == "[DONE]"
     payloads = [json.loads(e) for e in events[:-1]]
@@ -112,18 +124,18 @@ async def test_stream_chunks_arrive_unbuffered(gateway: Gateway) -> None:
 
 
 async def test_models_list_and_get(gateway: Gateway) -> None:
-    listed = (await gateway.client.get("/v1/models")).json()
+    listed = validate_model_list((await gateway.client.get("/v1/models")).content)
     assert listed["object"] == "list"
     assert [m["id"] for m in listed["data"]] == [ALIAS]
     assert set(listed["data"][0]) == {"id", "object", "created", "owned_by"}
     one = await gateway.client.get(f"/v1/models/{ALIAS}")
-    assert one.json()["id"] == ALIAS
+    assert validate_model(one.content)["id"] == ALIAS
     head = await gateway.client.head("/v1/models")
     assert head.status_code == 200
     assert not head.content
     missing = await gateway.client.get("/v1/models/nope/with/slashes")
     assert missing.status_code == 404
-    assert missing.json()["error"]["code"] == "model_not_found"
+    assert validate_error(missing.content)["error"]["code"] == "model_not_found"
 
 
 async def test_health_ready_and_metrics(gateway: Gateway, engine: FakeEngine) -> None:
@@ -158,6 +170,10 @@ async def test_each_response_carries_its_own_headers_once(gateway: Gateway, stre
     for _ in range(3):
         response = await gateway.client.post("/v1/chat/completions", json=chat_body(stream=stream))
         assert response.status_code == 200
+        if stream:
+            validate_sse(response.content)
+        else:
+            validate_chat_completion(response.content)
         for name in ("x-request-id", "x-tiergate-model", "x-tiergate-backend", "content-type"):
             assert len(response.headers.get_list(name)) == 1, (name, response.headers)
         ids.add(response.headers["x-request-id"])

@@ -17,6 +17,7 @@ from tiergate_gateway.app import create_app
 from tiergate_gateway.settings import ResilienceSettings
 from tiergate_testkit.asgi import serve_in_loop
 from tiergate_testkit.fake_engine import FakeEngine
+from tiergate_testkit.openai_schema import validate_error
 
 from .conftest import ALIAS, BODY_LIMIT, Gateway, chat_body, gateway_settings, last_chat
 
@@ -35,6 +36,7 @@ def assert_envelope(response: httpx.Response, status: int) -> dict[str, Any]:
     assert isinstance(body["error"]["message"], str)
     assert body["error"]["message"]
     assert "Traceback" not in response.text
+    validate_error(body)  # OpenAI's published ErrorResponse schema
     return dict(body["error"])
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
+import httpx
 import msgspec
+import pytest
 
 from tiergate_gateway.routing.table import RouteRule
 from tiergate_gateway.settings import (
@@ -120,3 +123,18 @@ async def test_first_token_timeout_relays_a_timely_stream_whole(engine: FakeEngi
         assert events[-1] == "data: [DONE]"
         contents = [e for e in events if '"content"' in e]
         assert len(contents) >= 4
+
+
+async def test_client_leaving_during_the_lead_in_closes_the_upstream(engine: FakeEngine) -> None:
+    base = gateway_settings(engine.base_url, first_token_timeout_s=3)
+    async with running(base, engine) as gateway:
+        body = chat_body(stream=True, fake={"first_token_delay_s": 2})
+        with pytest.raises(httpx.ReadTimeout):
+            await gateway.client.post(
+                "/v1/chat/completions", json=body, timeout=httpx.Timeout(5, read=0.3)
+            )
+        # Nothing reached the client; the engine must still see the close before its token.
+        async with asyncio.timeout(1.5):
+            await engine.wait_settled()
+        chat = [r for r in engine.requests if r.path == "/v1/chat/completions"][-1]
+        assert chat.outcome == "client_disconnected"

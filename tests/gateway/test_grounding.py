@@ -11,6 +11,7 @@ from tiergate_rag.app import create_app as create_rag
 from tiergate_rag.settings import RagSettings
 from tiergate_testkit.asgi import serve_in_loop
 from tiergate_testkit.fake_engine import FakeEngine
+from tiergate_testkit.openai_schema import validate_chat_completion, validate_sse
 
 from .conftest import chat_body, gateway_settings, last_chat, running
 
@@ -40,7 +41,9 @@ async def test_anonymous_answers_are_grounded_with_sources(
             assert response.status_code == 200
             assert response.headers["x-tiergate-grounding"] == "grounded"
             assert response.headers["x-tiergate-sources"] == "limits.md#0"
-            assert response.json()["tiergate_sources"][0]["doc_id"] == "limits.md"
+            # Our extension rides along in an answer that is still OpenAI's schema.
+            answer = validate_chat_completion(response.content)
+            assert answer["tiergate_sources"][0]["doc_id"] == "limits.md"
             sent = last_chat(engine).body
             assert isinstance(sent, dict)
             roles = [m["role"] for m in sent["messages"]]
@@ -54,6 +57,7 @@ async def test_anonymous_answers_are_grounded_with_sources(
             )
             assert stream.headers["x-tiergate-sources"] == "limits.md#0"
             assert stream.text.endswith("data: [DONE]\n\n")
+            validate_sse(stream.content)
 
 
 async def test_retrieval_down_answers_ungrounded(engine: FakeEngine) -> None:

@@ -113,6 +113,7 @@ async def stack(
         admin_token=ADMIN,
         internal_token=INTERNAL,
         smtp=SmtpSettings(port=sink.port),
+        trusted_proxies=["127.0.0.1/32"],  # the gateway, which relays /v1/auth/*
     )
     async with (
         serve_in_loop(create_auth_app(auth_settings)) as auth_url,

@@ -226,7 +226,11 @@ async def test_an_engine_that_never_gets_ready_fails_and_a_later_wake_recovers(
 ) -> None:
     ready = tmp_path / "weights-present"
     engine = fake_engine("qwen-14b", ready_file=str(ready))
-    never = msgspec.structs.replace(engine, ready_timeout_s=1.0, stop_grace_s=2)
+    # The same deadline covers the recovery's fresh start: two Python interpreters (the reaper
+    # and the engine) start and answer /health in ~0.7 s here, with the other core busy ~0.8 s.
+    # 1 s failed when this file ran alone on a loaded 2-core machine (issue 10); 5 s holds with
+    # a margin of 5x and costs 4 s more for the failure to show.
+    never = msgspec.structs.replace(engine, ready_timeout_s=5.0, stop_grace_s=2)
     async with running(box({"qwen": never})) as gpu:
         assert_503(await gpu.chat("qwen-14b"), "qwen-14b")
         await gpu.until("qwen", "failed")

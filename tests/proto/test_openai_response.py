@@ -68,6 +68,9 @@ def test_re_encoded_completion_keeps_what_clients_read() -> None:
     encoded = json.loads(msgspec.json.encode(completion))
     expected = json.loads(LLAMA_CPP_COMPLETION)
     del expected["timings"]  # unknown fields are not kept
+    # Keys OpenAI requires but llama.cpp leaves out are encoded as null (issue 10).
+    expected["choices"][0]["message"]["refusal"] = None
+    expected["choices"][0]["logprobs"] = None
     assert encoded == expected
 
 
@@ -177,8 +180,11 @@ def test_built_completion_matches_the_openai_sdk() -> None:
     message = encoded["choices"][0]["message"]
     assert message["role"] == "assistant"
     assert message["content"] is None
-    assert "refusal" not in message
-    assert encoded["choices"][0]["logprobs"]["content"][0]["top_logprobs"] == []
+    assert message["refusal"] is None  # required by OpenAI's schema, nullable
+    logprobs = encoded["choices"][0]["logprobs"]
+    assert logprobs["refusal"] is None
+    assert logprobs["content"][0]["top_logprobs"] == []
+    assert logprobs["content"][0]["bytes"] is None
     assert "system_fingerprint" not in encoded
     sdk = openai.types.chat.ChatCompletion.model_validate(encoded)
     assert sdk.choices[0].message.tool_calls is not None
@@ -236,6 +242,7 @@ def test_built_chunks_match_the_openai_sdk() -> None:
         "choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}],
     }
     assert encoded[2]["choices"][0]["delta"] == {}
+    assert encoded[1]["choices"][0]["finish_reason"] is None
     for body in encoded:
         openai.types.chat.ChatCompletionChunk.model_validate(body)
 
@@ -263,3 +270,44 @@ def test_model_list_from_llama_cpp_and_built() -> None:
         "data": [{"object": "model", "id": "m", "created": 1795237308, "owned_by": "llamacpp"}],
     }
     openai.types.Model.model_validate(encoded["data"][0])
+
+
+def test_required_nullable_keys_are_filled_when_an_engine_omits_them() -> None:
+    # vLLM-style output: optional keys sent as null where OpenAI allows no null, required
+    # nullable keys missing. Decoding then encoding yields what OpenAI's schema asks for.
+    raw = {
+        "id": "c",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "m",
+        "system_fingerprint": None,
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": "x",
+                    "tool_calls": None,
+                    "annotations": None,
+                    "function_call": None,
+                    "reasoning_content": None,
+                },
+                "logprobs": {"content": [{"token": "x", "logprob": -0.5}]},
+                "finish_reason": "stop",
+                "stop_reason": None,
+            }
+        ],
+    }
+    encoded = json.loads(msgspec.json.encode(msgspec.convert(raw, ChatCompletion)))
+    assert "system_fingerprint" not in encoded
+    (choice,) = encoded["choices"]
+    assert choice["message"] == {"role": "assistant", "content": "x", "refusal": None}
+    assert choice["logprobs"] == {
+        "content": [{"token": "x", "logprob": -0.5, "top_logprobs": [], "bytes": None}],
+        "refusal": None,
+    }
+    chunk = msgspec.convert(
+        {"id": "c", "created": 1, "model": "m", "choices": [{"index": 0, "delta": {}}]},
+        ChatCompletionChunk,
+    )
+    assert json.loads(msgspec.json.encode(chunk))["choices"][0]["finish_reason"] is None

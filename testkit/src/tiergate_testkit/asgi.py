@@ -20,7 +20,11 @@ __all__ = ["serve_in_loop"]
 @contextlib.asynccontextmanager
 async def serve_in_loop(app: Any) -> AsyncIterator[str]:
     """Run `app` (lifespan included) until the block exits; yields its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted connections only when the
+    # listening socket says it is TCP. Without it uvicorn's separate writes of the head, the
+    # body and the final chunk meet Nagle and the client's delayed ACK: ~40 ms per response
+    # (production sockets get TCP_NODELAY; see tests/testkit/test_asgi.py).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     sock.listen(1024)
     port = sock.getsockname()[1]

@@ -19,7 +19,7 @@ from tiergate_runtime.browser import BrowserSettings, browser_guard, security_he
 from tiergate_runtime.edge import edge_hook
 from tiergate_runtime.errors import exception_handlers
 from tiergate_runtime.health import health_handlers
-from tiergate_runtime.metrics import HttpMetrics, metrics_handler
+from tiergate_runtime.metrics import METRICS_APP_KEY, HttpMetrics, metrics_asgi, metrics_handler
 
 __all__ = ["service_app"]
 
@@ -38,11 +38,12 @@ def service_app(
     """The app: `route_handlers` plus `/healthz`, `/readyz` (`not_ready()`), `/metrics`.
 
     With `browser`, every response carries the security headers and the CORS/origin guard
-    runs in front of the routes.
+    runs in front of the routes. `app.state[METRICS_APP_KEY]` is the bare metrics app that
+    the server puts on the internal port when `[server] metrics_port` is set.
     """
     handlers = {**exception_handlers(), **(extra_handlers or {})}
     static = security_headers(browser) if browser is not None else []
-    return Litestar(
+    app = Litestar(
         route_handlers=[*route_handlers, *health_handlers(not_ready), metrics_handler(registry)],
         lifespan=[lifespan],
         exception_handlers=handlers,
@@ -53,3 +54,5 @@ def service_app(
         debug=False,
         logging_config=None,
     )
+    app.state[METRICS_APP_KEY] = metrics_asgi(registry)
+    return app

@@ -6,6 +6,8 @@ function that loads its settings and returns the ASGI app) and serves on the inh
 so the kernel spreads connections across them. A worker that dies is replaced (with backoff);
 SIGTERM/SIGINT stop them all. Prometheus runs in multiprocess mode (a directory of shared
 files made here and removed at exit), so `/metrics` on any worker reports every worker's sum.
+With `metrics_port` set, the supervisor binds that socket too and hands it to the first worker
+only (and to its replacement), which serves the sum there; the public port answers 404.
 """
 
 from __future__ import annotations
@@ -23,7 +25,13 @@ import time
 from typing import Any
 
 from tiergate_runtime.process import die_with_parent
-from tiergate_runtime.server import ServerSettings, bind_socket, run_on_socket, write_port_file
+from tiergate_runtime.server import (
+    ServerSettings,
+    bind_metrics_socket,
+    bind_socket,
+    run_on_socket,
+    write_port_file,
+)
 
 __all__ = ["MULTIPROC_ENV", "serve_workers", "worker_main"]
 
@@ -32,10 +40,13 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 
 
-def _spawn(target: str, fd: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def _spawn(
+    target: str, fd: int, env: dict[str, str], metrics_fd: int | None = None
+) -> subprocess.Popen[bytes]:
+    extra = [str(metrics_fd)] if metrics_fd is not None else []
     return subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "tiergate_runtime.workers", target, str(fd)],
-        pass_fds=(fd,),
+        [sys.executable, "-m", "tiergate_runtime.workers", target, str(fd), *extra],
+        pass_fds=(fd,) if metrics_fd is None else (fd, metrics_fd),
         env=env,
     )
 
@@ -43,6 +54,12 @@ def _spawn(target: str, fd: int, env: dict[str, str]) -> subprocess.Popen[bytes]
 def serve_workers(target: str, settings: ServerSettings) -> int:
     """Run `settings.workers` workers of `target` until SIGTERM/SIGINT; return an exit status."""
     sock = bind_socket(settings.host, settings.port, settings.backlog)
+    try:
+        metrics_sock = bind_metrics_socket(settings)
+    except OSError:
+        sock.close()
+        raise
+    metrics_fd = metrics_sock.fileno() if metrics_sock is not None else None
     if settings.port_file:
         write_port_file(settings.port_file, sock.getsockname()[1])
     metrics_dir = tempfile.mkdtemp(prefix="tiergate-metrics-")
@@ -56,7 +73,11 @@ def serve_workers(target: str, settings: ServerSettings) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     fd = sock.fileno()
-    workers = [_spawn(target, fd, env) for _ in range(settings.workers)]
+    # The first worker alone serves the internal metrics port (if any), for all of them.
+    workers = [
+        _spawn(target, fd, env, metrics_fd if index == 0 else None)
+        for index in range(settings.workers)
+    ]
     restarts = [0] * len(workers)
     try:
         while not stopping:
@@ -71,7 +92,7 @@ def serve_workers(target: str, settings: ServerSettings) -> int:
                     )
                     time.sleep(delay)
                     restarts[index] += 1
-                    workers[index] = _spawn(target, fd, env)
+                    workers[index] = _spawn(target, fd, env, metrics_fd if index == 0 else None)
             time.sleep(0.2)
     finally:
         for worker in workers:
@@ -85,20 +106,27 @@ def serve_workers(target: str, settings: ServerSettings) -> int:
                 worker.kill()
                 worker.wait()
         sock.close()
+        if metrics_sock is not None:
+            metrics_sock.close()
         shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 
 def worker_main(argv: list[str]) -> int:
-    """Entry of one worker: build the app from `module:function`, serve the inherited socket."""
+    """Entry of one worker: build the app from `module:function`, serve the inherited socket(s).
+
+    argv: `TARGET FD [METRICS_FD]`.
+    """
     target, fd = argv[1], int(argv[2])
+    metrics_fd = int(argv[3]) if len(argv) > 3 else None
     # Die with the supervisor: a worker must never outlive it (issue 2's no-orphans rule).
     die_with_parent()
     module_name, _, function = target.partition(":")
     factory = getattr(importlib.import_module(module_name), function)
     app, settings = factory()
     sock = socket.socket(fileno=fd)
-    run_on_socket(app, sock, settings)
+    metrics_sock = socket.socket(fileno=metrics_fd) if metrics_fd is not None else None
+    run_on_socket(app, sock, settings, metrics_sock)
     return 0
 
 

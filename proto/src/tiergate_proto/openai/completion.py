@@ -2,6 +2,7 @@
 
 from typing import Annotated, Literal
 
+import msgspec
 from msgspec import Meta
 
 from tiergate_proto.openai.base import WireStruct
@@ -11,6 +12,32 @@ from tiergate_proto.openai.messages import FunctionCall, ToolCall
 # vLLM, SGLang), which add their own fields (``timings``, ``id`` in logprobs, ...);
 # unknown fields are ignored. Required fields are the ones every engine sends and
 # clients index directly, so they are always encoded, ``null`` included.
+#
+# OpenAI's schema also requires keys that engines leave out (``message.refusal``,
+# ``choices[].logprobs``, issue 10): those fields default through ``_null`` (or
+# ``_no_tokens``). msgspec's ``omit_defaults`` leaves out a value identical to a field's
+# default, or an empty container made by the ``list``/``dict``/``set`` factories, but never
+# the value of another factory: such a field decodes as ``null`` (``[]``) when absent and is
+# always encoded. Optional fields OpenAI does not allow to be ``null`` (``tool_calls``,
+# ``annotations``, ``usage``, ``system_fingerprint``) default to ``None`` and are left out,
+# so an engine's ``"annotations": null`` is dropped on re-encoding.
+
+
+def _null() -> None:
+    """Default of a key OpenAI requires but allows to be null: absent → None, always encoded."""
+
+
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
+"""The ``finish_reason`` values OpenAI's schema allows."""
+
+FINISH_REASONS: frozenset[str] = frozenset(
+    ("stop", "length", "tool_calls", "content_filter", "function_call")
+)
+
+ServiceTier = Literal["auto", "default", "flex", "scale", "priority", "fast"]
+"""The ``service_tier`` values OpenAI's schema allows."""
+
+SERVICE_TIERS: frozenset[str] = frozenset(("auto", "default", "flex", "scale", "priority", "fast"))
 
 # --- usage ------------------------------------------------------------------------------------
 
@@ -20,6 +47,9 @@ class PromptTokensDetails(WireStruct, kw_only=True, frozen=True):
 
     cached_tokens: int | None = None
     audio_tokens: int | None = None
+    text_tokens: int | None = None
+    image_tokens: int | None = None
+    cache_write_tokens: int | None = None
 
 
 class CompletionTokensDetails(WireStruct, kw_only=True, frozen=True):
@@ -29,6 +59,7 @@ class CompletionTokensDetails(WireStruct, kw_only=True, frozen=True):
     audio_tokens: int | None = None
     accepted_prediction_tokens: int | None = None
     rejected_prediction_tokens: int | None = None
+    text_tokens: int | None = None
 
 
 TokenCount = Annotated[int, Meta(ge=0)]
@@ -49,31 +80,36 @@ class Usage(WireStruct, kw_only=True, frozen=True):
 
 
 class TopLogprob(WireStruct, kw_only=True, frozen=True):
-    """One alternative token at a position; ``bytes`` is its UTF-8 encoding when sent."""
+    """One alternative token at a position; ``bytes`` is its UTF-8 encoding, always encoded."""
 
     token: str
     logprob: float
-    bytes: list[int] | None = None
+    bytes: list[int] | None = msgspec.field(default_factory=_null)
+
+
+def _no_tokens() -> list[TopLogprob]:
+    """Default of ``top_logprobs``: absent → ``[]``, always encoded."""
+    return []
 
 
 class TokenLogprob(WireStruct, kw_only=True, frozen=True):
     """A sampled token with its log probability and the ``top_logprobs`` alternatives.
 
-    ``top_logprobs`` is required (``[]`` when none were asked for): the OpenAI SDKs
-    declare it without a default and fail on access when it is missing.
+    ``top_logprobs`` is always encoded (``[]`` when none were asked for or the engine left it
+    out): the OpenAI SDKs declare it without a default and fail on access when it is missing.
     """
 
     token: str
     logprob: float
-    top_logprobs: list[TopLogprob]
-    bytes: list[int] | None = None
+    top_logprobs: list[TopLogprob] = msgspec.field(default_factory=_no_tokens)
+    bytes: list[int] | None = msgspec.field(default_factory=_null)
 
 
 class ChoiceLogprobs(WireStruct, kw_only=True, frozen=True):
-    """Log probabilities of a choice's content tokens (and refusal tokens)."""
+    """Log probabilities of a choice's content tokens (and refusal tokens); both always encoded."""
 
-    content: list[TokenLogprob] | None = None
-    refusal: list[TokenLogprob] | None = None
+    content: list[TokenLogprob] | None = msgspec.field(default_factory=_null)
+    refusal: list[TokenLogprob] | None = msgspec.field(default_factory=_null)
 
 
 # --- non-streaming response -------------------------------------------------------------------
@@ -111,12 +147,14 @@ class ChatCompletionMessage(
     """The generated assistant message; ``"role": "assistant"`` is always encoded.
 
     ``content`` is required and encoded as ``null`` when the model only called tools,
-    as OpenAI and the engines do. ``reasoning_content`` is not OpenAI's: llama.cpp,
-    vLLM and SGLang put a reasoning model's thinking there.
+    as OpenAI and the engines do. ``refusal`` is always encoded (``null`` unless the model
+    refused), as OpenAI's schema requires. ``reasoning_content`` is not OpenAI's: llama.cpp,
+    vLLM and SGLang put a reasoning model's thinking there, and clients read it there; it is
+    left out when absent.
     """
 
     content: str | None
-    refusal: str | None = None
+    refusal: str | None = msgspec.field(default_factory=_null)
     reasoning_content: str | None = None
     tool_calls: list[ToolCall] | None = None
     function_call: FunctionCall | None = None
@@ -127,13 +165,15 @@ class ChatCompletionMessage(
 class Choice(WireStruct, kw_only=True, frozen=True):
     """One completion; ``finish_reason`` is ``stop``, ``length``, ``tool_calls``, ... or null.
 
-    ``finish_reason`` is a free string: engines report values OpenAI does not (``abort``).
+    ``finish_reason`` is a free string: engines report values OpenAI does not (``abort``);
+    the gateway maps those onto ``FinishReason`` before answering. ``finish_reason`` and
+    ``logprobs`` are always encoded (``null`` when absent).
     """
 
     index: int
     message: ChatCompletionMessage
-    finish_reason: str | None
-    logprobs: ChoiceLogprobs | None = None
+    finish_reason: str | None = msgspec.field(default_factory=_null)
+    logprobs: ChoiceLogprobs | None = msgspec.field(default_factory=_null)
 
 
 class ChatCompletion(
@@ -196,7 +236,7 @@ class ChunkChoice(WireStruct, kw_only=True, frozen=True):
 
     index: int
     delta: Delta
-    finish_reason: str | None
+    finish_reason: str | None = msgspec.field(default_factory=_null)
     logprobs: ChoiceLogprobs | None = None
 
 

@@ -106,8 +106,12 @@ class AuthSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     user_tier: Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")] = "user"
     allowed_email_domains: list[str] = []
     """Only these domains may sign in (empty: any). Others get the same answer, and no mail."""
-    trusted_proxies: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
-    """Peers whose `X-Forwarded-For` is believed (the gateway in front of us)."""
+    trusted_proxies: list[str] = []
+    """Peers whose `X-Forwarded-For` is believed: the gateway's address, which relays
+    `/v1/auth/*` with the client's address in it. Default none, so no caller can pick the
+    address its OTP limits count against (issue 10: loopback was trusted by default, and any
+    local process could); the OTP limits then count the gateway as one client until it is
+    listed here. `config/auth.toml` lists loopback for `make run`, where the gateway is local."""
     smtp: SmtpSettings = msgspec.field(default_factory=SmtpSettings)
     otp: OtpSettings = msgspec.field(default_factory=OtpSettings)
     cookies: CookieSettings = msgspec.field(default_factory=CookieSettings)

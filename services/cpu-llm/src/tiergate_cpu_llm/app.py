@@ -71,9 +71,11 @@ def create_app(settings: CpuLlmSettings) -> Litestar:
         del path
         return await to_engine(request)
 
-    @get("/slots", include_in_schema=False)
+    @get(["/slots", "/props"], include_in_schema=False)
     async def slots(request: Request[Any, Any, State]) -> Response[Any]:
-        """llama.cpp's slot monitor (read-only): which slots are generating right now."""
+        """llama.cpp's slot monitor and server properties (read-only): which slots are
+        generating right now; `total_slots`, the chat template's capabilities. The gateway
+        bounds its queue by the slot count (issue 10)."""
         return await to_engine(request)
 
     app = service_app(

@@ -20,6 +20,7 @@ from tiergate_gateway.chat import ChatService
 from tiergate_gateway.gate import Gate
 from tiergate_gateway.grounding import Grounder
 from tiergate_gateway.identity.directory import (
+    LOOKUP_CONNECTIONS,
     AuthServiceDirectory,
     CachedDirectory,
     Directory,
@@ -32,6 +33,7 @@ from tiergate_gateway.metrics import GatewayMetrics
 from tiergate_gateway.readiness import BackendProber
 from tiergate_gateway.routing.router import Router
 from tiergate_gateway.settings import GatewaySettings, load, validate
+from tiergate_gateway.upstream.admission import Admission
 from tiergate_gateway.upstream.client import Upstream
 from tiergate_gateway.wake import WakeCoordinator
 from tiergate_runtime.app import service_app
@@ -71,9 +73,26 @@ def create_app(
     auth_client = httpx.AsyncClient(
         timeout=settings.auth.timeout_s, cookies=no_cookies(), trust_env=False
     )
-    gate = _build_gate(settings, store, auth_client, metrics)
+    # Key and session lookups get their own pool, as large as the directory lets run at once:
+    # a burst of new keys queues in the directory (with a long wait), never in a pool shared
+    # with the relay, the JWKS and grounding (issue 10, defect 3).
+    lookup_client = httpx.AsyncClient(
+        timeout=settings.auth.timeout_s,
+        limits=httpx.Limits(
+            max_connections=LOOKUP_CONNECTIONS, max_keepalive_connections=LOOKUP_CONNECTIONS
+        ),
+        cookies=no_cookies(),
+        trust_env=False,
+    )
+    gate = _build_gate(settings, store, auth_client, lookup_client, metrics)
     router = Router(settings.routes, catalog, settings.languages)
     wake = _build_wake(settings, store, auth_client)
+    shedding = Admission(
+        settings.backends,
+        metrics,
+        workers=settings.server.workers,
+        learn_interval_s=settings.health_probe_interval_s,
+    )
     chat = ChatService(
         catalog,
         upstreams,
@@ -100,6 +119,7 @@ def create_app(
         ),
         max_body_bytes=settings.max_body_bytes,
         tracer=tracer,
+        shedding=shedding,
     )
     prober = BackendProber(settings)
     auth_proxy = _auth_proxy(settings, auth_client)
@@ -109,6 +129,7 @@ def create_app(
         for upstream in upstreams.values():
             upstream.start()
         prober.start()
+        shedding.start()
         gate.limits.start()
         try:
             yield
@@ -116,9 +137,11 @@ def create_app(
             await gate.limits.stop()
             await wake.aclose()
             await prober.stop()
+            await shedding.stop()
             for upstream in upstreams.values():
                 await upstream.aclose()
             await auth_client.aclose()
+            await lookup_client.aclose()
             await store.aclose()
             if provider is not None and tracer_provider is None:
                 provider.shutdown()  # flushes spans not yet exported
@@ -218,6 +241,7 @@ def _build_gate(
     settings: GatewaySettings,
     store: aioredis.Redis,
     auth_client: httpx.AsyncClient,
+    lookup_client: httpx.AsyncClient,
     metrics: GatewayMetrics,
 ) -> Gate:
     """Identity (directory, JWKS), tier policy and limits, from the settings."""
@@ -227,7 +251,7 @@ def _build_gate(
     if settings.store.url is not None:
         source = StoreSource(StoreDirectory(store, KeyLayout(prefix)))
     elif link.url is not None and link.internal_token is not None:
-        source = AuthServiceDirectory(auth_client, link.url, link.internal_token)
+        source = AuthServiceDirectory(lookup_client, link.url, link.internal_token)
     directory = CachedDirectory(source, link.cache_ttl_s, link.stale_s) if source else None
     jwks = None
     if link.url is not None:

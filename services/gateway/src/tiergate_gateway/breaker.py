@@ -82,6 +82,13 @@ class Breakers:
             breaker.probing = False
         self._show(backend)
 
+    def neutral(self, backend: str) -> None:
+        """A request to `backend` ended without saying whether it works (shed before the engine
+        saw it, issue 10): neither a failure nor a success; a claimed probe is given back."""
+        breaker = self._breakers.get(backend)
+        if breaker is not None:
+            breaker.probing = False
+
     def _show(self, backend: str) -> None:
         if self._gauge is not None:
             self._gauge.labels(backend).set(_GAUGE_VALUE[self.state(backend)])

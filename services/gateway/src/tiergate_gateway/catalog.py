@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import msgspec
 
+from tiergate_gateway.capabilities import TEXT_ONLY, Capabilities
 from tiergate_gateway.settings import GatewaySettings, ModelAlias
 from tiergate_proto.openai import Model, ModelList
 
@@ -20,6 +21,7 @@ class Route:
     backend: str
     engine_model: str
     routed: bool = False
+    caps: Capabilities = TEXT_ONLY
 
 
 class Catalog:
@@ -27,7 +29,13 @@ class Catalog:
 
     def __init__(self, settings: GatewaySettings) -> None:
         self._routes = {
-            m.id: Route(alias=m.id, backend=m.backend, engine_model=m.engine_model, routed=m.routed)
+            m.id: Route(
+                alias=m.id,
+                backend=m.backend,
+                engine_model=m.engine_model,
+                routed=m.routed,
+                caps=Capabilities(vision=m.vision, audio=m.audio, files=m.files, tools=m.tools),
+            )
             for m in settings.models
         }
         self._models = [self._model(m) for m in settings.models]

@@ -28,8 +28,9 @@ from tiergate_gateway.gate import Gate
 from tiergate_gateway.grounding import Grounder
 from tiergate_gateway.metrics import GatewayMetrics
 from tiergate_gateway.policy import apply_policy, estimate_tokens
-from tiergate_gateway.routing.router import Plan, Router
+from tiergate_gateway.routing.router import Plan, Router, fitting
 from tiergate_gateway.tracing import ChatSpan
+from tiergate_gateway.upstream.admission import Admission, BackendOverloaded
 from tiergate_gateway.upstream.call import UpstreamCall
 from tiergate_gateway.upstream.client import Upstream
 from tiergate_gateway.upstream.sse import (
@@ -76,8 +77,11 @@ class ChatService:
         grounder: Grounder | None = None,
         max_body_bytes: int,
         tracer: Tracer | None = None,
+        shedding: Admission | None = None,
     ) -> None:
         self.tracer = tracer
+        self.shedding = shedding
+        """Per-backend slots and wait queues (issue 10); None: nothing is bounded."""
         self.gate = gate
         self.router = router
         self.wake = wake
@@ -133,7 +137,7 @@ class ChatService:
         max_tokens = apply_policy(policy, route.alias, raw)
         workload = self.router.workload(principal.tier, raw)
         record.add_header("x-tiergate-workload", workload.header)
-        plan = self.router.plan(route, principal.tier, workload, policy)
+        plan = fitting(self.router.plan(route, principal.tier, workload, policy), parsed.needs)
         attempts = await self._choose(request, plan, record)
         route = attempts[0]
         self._label(record, span, route, stream=parsed.request.stream)
@@ -210,15 +214,20 @@ class ChatService:
             call.extra_field = sources_field
             calls.append(call)
             try:
-                await self._attempt(request, call, body, send, wants_usage)
+                await self._admitted(request, call, body, send, wants_usage)
             except ApiError as exc:
                 # Nothing reached the client yet (after the first byte, failures are stream
                 # events, not exceptions): the next candidate may answer.
                 if not _fallback_worthy(exc):
+                    # The client's fault (a 4xx): says nothing of the backend (issue 10).
+                    self.breakers.neutral(target.backend)
                     raise
-                self.breakers.failure(target.backend)
-                if exc.status == 503:
-                    self.wake.mark_cold(target.backend)  # wake it before trusting it again
+                if isinstance(exc, BackendOverloaded):  # overload is not failure (issue 10)
+                    self.breakers.neutral(target.backend)
+                else:
+                    self.breakers.failure(target.backend)
+                    if exc.status == 503:
+                        self.wake.mark_cold(target.backend)  # wake it before trusting it again
                 if index == len(attempts) - 1:
                     raise
                 record.set_header("x-tiergate-fallback-from", target.backend)
@@ -232,6 +241,47 @@ class ChatService:
         record.set_header("x-tiergate-model", route.alias)
         record.set_header("x-tiergate-backend", route.backend)
         span.set(model=route.alias, backend=route.backend, stream=stream)
+
+    # --- load shedding (issue 10): the backend's slot is held around every attempt ---------
+    async def _admitted(
+        self,
+        request: Request[Any, Any, Any],
+        call: UpstreamCall,
+        body: bytes,
+        send: Send,
+        wants_usage: bool,
+    ) -> None:
+        """`_attempt` holding one of the backend's slots (upstream/admission.py), if bounded.
+
+        Waits in line for a free slot (the client leaving ends the wait) or raises
+        BackendOverloaded before the engine sees anything; the slot is given back however
+        the call ends, a stream after its last byte.
+        """
+        queue = self.shedding.queue(call.route.backend) if self.shedding else None
+        if queue is None:
+            await self._attempt(request, call, body, send, wants_usage)
+            return
+        try:
+            # A free slot is taken without a disconnect watcher (the hot path, issue 3).
+            permit = queue.try_acquire()
+            if permit is None:
+                permit = await unless_client_leaves(request, queue.acquire())
+        except BackendOverloaded:
+            call.finish("overloaded")
+            raise
+        except ClientGone:
+            self.breakers.neutral(call.route.backend)
+            call.finish("client_disconnected")
+            raise
+        call.record.set_header("x-tiergate-queue-wait-ms", str(round(permit.waited_s * 1000)))
+        served = False
+        try:
+            await self._attempt(request, call, body, send, wants_usage)
+            served = call.record.outcome == "ok"
+        finally:
+            permit.release(served=served)
+
+    # --- end of load shedding ----------------------------------------------------------------
 
     async def _attempt(
         self,
@@ -318,7 +368,11 @@ class ChatService:
                     request, upstream.open_chat(body, headers, stream=True)
                 )
                 raw = response.aiter_raw()
-                call.sse = SseTransformer(call.route.alias, client_wants_usage=wants_usage)
+                call.sse = SseTransformer(
+                    call.route.alias,
+                    client_wants_usage=wants_usage,
+                    keep_extras=upstream.settings.keep_extras,
+                )
                 lead = b""
                 first_token_s = upstream.settings.first_token_timeout_s
                 if first_token_s is not None:

@@ -1,4 +1,4 @@
-"""Gateway metrics: chat completions, time to first token, tokens, upstream errors.
+"""Gateway metrics: chat completions, time to first token, tokens, upstream errors, shedding.
 
 Labels are bounded by configuration: `model` is a configured public alias (unknown models are
 rejected before any label is used), `backend` a configured backend name, `kind` a fixed set.
@@ -82,6 +82,48 @@ class GatewayMetrics:
             "rate_limited",
             "Requests refused by a limit, by tier and limit (requests, tokens, concurrency).",
             ["tier", "limit"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        # Load shedding per backend (upstream/admission.py). Gauges are per process; with
+        # several workers the scrape sums the live ones (the bound is per process too).
+        self.queue_depth = Gauge(
+            "backend_queue_depth",
+            "Requests waiting in this gateway for a free slot of the backend.",
+            ["backend"],
+            namespace=NAMESPACE,
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.in_flight = Gauge(
+            "backend_in_flight",
+            "Requests holding one of the backend's slots (at the engine), streams included.",
+            ["backend"],
+            namespace=NAMESPACE,
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.backend_slots = Gauge(
+            "backend_slots",
+            "The backend's slots this gateway uses (configured, or learned from the engine).",
+            ["backend"],
+            namespace=NAMESPACE,
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.queue_wait = Histogram(
+            "backend_queue_wait_seconds",
+            "How long admitted requests waited for a slot of the backend (0: one was free).",
+            ["backend"],
+            namespace=NAMESPACE,
+            registry=registry,
+            buckets=LATENCY_BUCKETS,
+        )
+        self.shed = Counter(
+            "shed",
+            "Requests refused before the engine because the backend was overloaded, by "
+            "reason: queue_full, wait_timeout.",
+            ["backend", "reason"],
             namespace=NAMESPACE,
             registry=registry,
         )

@@ -109,6 +109,21 @@ class BackendSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     """Streaming: hold the answer's first bytes back until its first token; if none comes in
     this long, the call fails before anything reached the client (504) — so the route's next
     model can answer. Unset: the first bytes go out as they come (`read_timeout_s` only)."""
+    keep_extras: frozenset[Annotated[str, msgspec.Meta(min_length=1, max_length=64)]] = frozenset()
+    """Top-level fields of the engine's answers and stream chunks that clients get, although
+    OpenAI's schema has no such field (e.g. `["timings"]` from llama.cpp). Every other field
+    an engine adds is dropped (issue 10); `reasoning_content` in a message or delta is kept."""
+    # Load shedding (issue 10; upstream/admission.py). Bounds are per gateway process.
+    slots: Annotated[int, msgspec.Meta(ge=1, le=100_000)] | None = None
+    """Requests the engine serves at once; more wait in the gateway. Unset: learned from a
+    `llamacpp` engine (`/props`, `/slots`; 4 until known), unbounded for other kinds (vLLM
+    and SGLang queue in their own scheduler). Split across `server.workers`."""
+    max_queue: Annotated[int, msgspec.Meta(ge=0, le=100_000)] | None = None
+    """Requests that may wait for a slot; past it a 503 `backend_overloaded` with Retry-After
+    (or the route's next model). Unset: 4 per slot."""
+    max_queue_wait_s: Seconds = 30.0
+    """Longest wait for a slot, then the same 503: an accepted request's time to first byte
+    is bounded by this, not by `read_timeout_s`."""
 
 
 class ModelAlias(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -122,6 +137,18 @@ class ModelAlias(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     routed: bool = False
     """Requests for this id are sent by the route table (`[[routes]]`) to the model that fits
     their tier and workload; `backend`/`engine_model` serve them when no rule matches."""
+    # What the model accepts (issue 10): a request needing more is a 400 naming the field
+    # before any engine sees it, and a routed request only goes to models that accept it.
+    vision: bool = False
+    """Accepts `image_url` content parts."""
+    audio: bool = False
+    """Accepts `input_audio` content parts."""
+    files: bool = False
+    """Accepts `file` content parts."""
+    tools: bool = True
+    """Can call tools (its chat template emits tool calls; llama.cpp's `/props` says so as
+    `chat_template_caps.supports_tools`). False: a request that *requires* a tool call
+    (`tool_choice` "required" or a named tool) is a 400; with "auto" tools are forwarded."""
 
 
 class TierPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -247,7 +274,12 @@ def _default_backends() -> dict[str, BackendSettings]:
 
 
 def _default_models() -> list[ModelAlias]:
-    return [ModelAlias(id="tiergate-small", backend="cpu", engine_model="smollm2-135m-instruct")]
+    # SmolLM2's chat template emits no tool calls (llama.cpp's /props: supports_tools false).
+    return [
+        ModelAlias(
+            id="tiergate-small", backend="cpu", engine_model="smollm2-135m-instruct", tools=False
+        )
+    ]
 
 
 class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -282,6 +314,11 @@ def _check_models(settings: GatewaySettings) -> set[str]:
             problem = _url_problem(url) if url is not None else None
             if problem is not None:
                 raise SettingsError(f"invalid setting backends.{name}.{field}: {problem}")
+        if backend.max_queue is not None and backend.slots is None and backend.kind != "llamacpp":
+            raise SettingsError(
+                f"invalid setting backends.{name}.max_queue: needs backends.{name}.slots "
+                f"(a {backend.kind} backend's slots are not learned from the engine)"
+            )
     seen: set[str] = set()
     for index, model in enumerate(settings.models):
         if model.backend not in settings.backends:

@@ -69,7 +69,7 @@ def _require_admin(request: Request[Any, Any, Any], expected: str | None) -> Non
 def _model_of(body: bytes) -> str:
     try:
         model = _decode_model(body).model if body else None
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
         raise InvalidRequest("The request body is not valid JSON.", code="invalid_json") from None
     if not model:
         raise InvalidRequest("Missing required parameter: 'model'.", param="model")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -45,6 +46,16 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="down (503) until POST /_fake/wake, like a platform's GPU service at zero",
     )
     parser.add_argument(
+        "--slots",
+        type=int,
+        help="serve at most N chat completions at once, the rest wait (llama.cpp's --parallel);"
+        " also answers /props and /slots",
+    )
+    parser.add_argument(
+        "--default-fake",
+        help="JSON `fake` options for requests that send none, e.g. '{\"header_delay_s\": 0.5}'",
+    )
+    parser.add_argument(
         "--port-file",
         type=Path,
         help="write the bound port here (atomically) once listening",
@@ -72,6 +83,8 @@ async def _run(args: argparse.Namespace) -> None:
         load_time_s=args.load_time,
         ready_file=args.ready_file,
         scaled_to_zero=args.scaled_to_zero,
+        slots=args.slots,
+        default_fake=json.loads(args.default_fake) if args.default_fake else None,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

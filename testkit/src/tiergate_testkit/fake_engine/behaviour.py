@@ -6,13 +6,33 @@ from typing import Annotated
 
 import msgspec
 
-__all__ = ["Behaviour"]
+__all__ = ["Behaviour", "ToolCall"]
 
 # Delays are capped so a typo (300 instead of 0.3) fails loudly instead of hanging a test.
 _Seconds = Annotated[float, msgspec.Meta(ge=0, le=600)]
 _Count = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
 _ErrorStatus = Annotated[int, msgspec.Meta(ge=400, le=599)]
 _Rate = Annotated[float, msgspec.Meta(gt=0, le=1_000_000)]
+_Pieces = Annotated[int, msgspec.Meta(ge=1, le=10_000)]
+
+
+class ToolCall(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A function call the fake answers with instead of text (`fake.tool_call`).
+
+    Streaming, as OpenAI and vLLM send it: a first delta with `index` 0, `id`, `type`
+    "function", `function.name` and empty `arguments`, then `arguments` in `pieces`
+    deltas (each piece counts as one token), then `finish_reason` "tool_calls".
+    Non-streaming: `message.tool_calls` with the whole call, `content` null.
+    """
+
+    name: str
+    """The function's name."""
+    arguments: str = "{}"
+    """The arguments text (JSON, as a model writes it; sent as it is)."""
+    id: str = "call_fake_0"
+    """The call's id."""
+    pieces: _Pieces = 3
+    """How many deltas carry `arguments` (fewer when it is shorter)."""
 
 
 class Behaviour(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -25,7 +45,8 @@ class Behaviour(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
 
     At most one fault (`status`, `drop_before_headers`, `malformed`,
     `stall_after`, `drop_after`) per request; the delays and the shaping fields
-    (`chunks`, `content`, `tokens_per_s`, `headers`) combine with any of them.
+    (`chunks`, `content`, `tool_call`, `tokens_per_s`, `headers`) combine with any of
+    them (with `tool_call`, the argument pieces are the chunks they count).
     `header_delay_s` always comes first, so "hang, then fail" is expressible.
     """
 
@@ -57,11 +78,18 @@ class Behaviour(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     """Read the request, then close the connection without any response."""
     malformed: bool = False
     """Answer 200 with a non-JSON body, or (streaming) a garbage `data:` event."""
+    tool_call: ToolCall | None = None
+    """Answer with this function call instead of text (see `ToolCall`)."""
+    extra_fields: dict[str, object] = {}
+    """Top-level fields added to the completion and to every stream chunk, as engines add
+    their own (llama.cpp's `timings`, vLLM's `kv_transfer_params`)."""
 
     def __post_init__(self) -> None:
         # msgspec turns a ValueError here into a ValidationError "... - at `$.fake`".
         if self.chunks is not None and self.content is not None:
             raise ValueError("give `chunks` or `content`, not both")
+        if self.tool_call is not None and (self.chunks is not None or self.content is not None):
+            raise ValueError("give `tool_call` or `chunks`/`content`, not both")
         if self.error_body is not None and self.status is None:
             raise ValueError("`error_body` needs `status`")
         faults = [name for name, on in self._faults() if on]

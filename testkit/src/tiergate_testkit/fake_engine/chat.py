@@ -90,6 +90,7 @@ class _Stream:
         self._record.chunks_sent = len(chunks)
         if self._options.malformed:
             return await self._respond(responses.MALFORMED_BODY, extra, "malformed")
+        call = self._answer.tool_call
         body = responses.completion(
             id=self._id,
             model=self._model,
@@ -97,7 +98,9 @@ class _Stream:
             text=self._answer.text,
             finish_reason=self._answer.finish_reason,
             usage=self._usage,
+            tool_call=None if call is None else (call.id, call.name),
         )
+        body = responses.with_fields(body, self._options.extra_fields)
         if self._cut_at is None:
             return await self._respond(body, extra, "completed")
         # A body cut half-way: the headers promise the full Content-Length.
@@ -113,7 +116,11 @@ class _Stream:
         return outcome
 
     async def send_events(self, extra: list[Header]) -> Outcome:
-        """Streaming: role chunk, content chunks, final chunk, usage chunk, `[DONE]`."""
+        """Streaming: role chunk, content chunks, final chunk, usage chunk, `[DONE]`.
+
+        With `tool_call`: after the role chunk the call's first delta (id, type, name), then
+        its arguments in pieces instead of content chunks.
+        """
         self._record.status = 200
         await self._exchange.start(200, _merge(_SSE_HEADERS, extra))
         await self._exchange.pause(self._options.first_token_delay_s)
@@ -123,11 +130,19 @@ class _Stream:
             await self._exchange.write(responses.SSE_DONE)
             await self._exchange.end()
             return "malformed"
+        call = self._answer.tool_call
+        if call is not None:
+            await self._event(
+                responses.tool_call_start_chunk(
+                    self._id, self._model, self._created, call.id, call.name
+                )
+            )
+        piece = responses.content_chunk if call is None else responses.tool_arguments_chunk
         for index, text in enumerate(self._answer.chunks):
             if index == self._cut_at:
                 return await self._cut()
             await self._exchange.pause(self._interval)
-            await self._event(responses.content_chunk(self._id, self._model, self._created, text))
+            await self._event(piece(self._id, self._model, self._created, text))
             self._record.chunks_sent = index + 1
         if self._cut_at is not None:  # N >= the answer's length: cut before the final chunk
             return await self._cut()
@@ -143,6 +158,7 @@ class _Stream:
         return "completed"
 
     async def _event(self, payload: bytes) -> None:
+        payload = responses.with_fields(payload, self._options.extra_fields)
         await self._exchange.write(responses.sse_event(payload))
 
     async def _cut(self) -> Outcome:

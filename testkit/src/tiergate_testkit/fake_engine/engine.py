@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import Self
 
@@ -36,6 +38,9 @@ _ROUTES: dict[str, str] = {
     "/_fake/health": "POST",
     "/_fake/wake": "POST",
     "/_fake/stats": "GET",
+    # llama.cpp's server properties and slot monitor: answered only with `slots` set.
+    "/props": "GET",
+    "/slots": "GET",
 }
 _SLEEP_PATHS = {"/sleep": True, "/release_memory_occupation": True}
 _WAKE_PATHS = {"/wake_up": False, "/resume_memory_occupation": False}
@@ -59,12 +64,26 @@ class FakeEngine:
         ready_file: str | None = None,
         scaled_to_zero: bool = False,
         default_fake: dict[str, object] | None = None,
+        slots: int | None = None,
     ) -> None:
         """`load_time_s`: `/health` answers 503 ("loading") for this long after start, as a
         GPU engine does while it loads weights. `ready_file`: `/health` answers 503 until
         this file exists (an engine that cannot load until something changes).
         `scaled_to_zero`: a platform's GPU service that is down until `POST /_fake/wake`
-        (then `load_time_s` to load); `wakes` counts those calls."""
+        (then `load_time_s` to load); `wakes` counts those calls. `slots`: like llama.cpp's
+        `--parallel`, at most this many chat completions are served at once and the rest
+        wait inside the engine, oldest first (with `fake` delays, a fixed service rate);
+        `/props` and `/slots` then say so. None: no limit, and no such endpoints."""
+        if slots is not None and slots < 1:
+            raise ValueError("slots must be at least 1")
+        self.slots = slots
+        self._slot_gate = asyncio.Semaphore(slots) if slots is not None else None
+        self.busy = 0
+        """Chat completions being served now (holding a slot)."""
+        self.max_busy = 0
+        """The most served at once since start or `reset()`."""
+        self.queued = 0
+        """Chat completions waiting for a slot now."""
         self.scaled_to_zero = scaled_to_zero
         self.wakes = 0
         # Faults for requests that name none: one engine of several misbehaves.
@@ -100,8 +119,9 @@ class FakeEngine:
         return self._recorder.records
 
     def reset(self) -> None:
-        """Forget the recorded requests (ids keep counting)."""
+        """Forget the recorded requests (ids keep counting) and the peak of `busy`."""
         self._recorder.clear()
+        self.max_busy = self.busy
 
     async def wait_settled(self) -> None:
         """Wait until every recorded request has an outcome other than `pending`.
@@ -167,6 +187,8 @@ class FakeEngine:
     async def _api(self, exchange: Exchange, record: RecordedRequest) -> Outcome:
         if exchange.path == "/v1/models":
             return await _ok(exchange, record, responses.models_list(self.models, self._created))
+        if exchange.path in {"/props", "/slots"}:
+            return await self._slot_info(exchange, record)
         try:
             request = msgspec.json.decode(exchange.body, type=ChatRequest)
         except msgspec.DecodeError as exc:
@@ -176,7 +198,47 @@ class FakeEngine:
             isinstance(record.body, dict) and "fake" in record.body
         ):
             request = msgspec.structs.replace(request, fake=self._default_fake)
-        return await answer_chat(exchange, record, request, self.models[0])
+        async with self._engine_slot(exchange):
+            return await answer_chat(exchange, record, request, self.models[0])
+
+    @contextlib.asynccontextmanager
+    async def _engine_slot(self, exchange: Exchange) -> AsyncIterator[None]:
+        """Hold one of `slots` while answering; wait in line for one (ClientGone if the client
+        leaves first)."""
+        gate = self._slot_gate
+        if gate is None:
+            yield
+            return
+        self.queued += 1
+        turn = asyncio.ensure_future(gate.acquire())
+        gone = asyncio.ensure_future(exchange.client_gone.wait())
+        try:
+            await asyncio.wait({turn, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.queued -= 1
+            gone.cancel()
+            if not turn.done():
+                turn.cancel()
+        if not turn.done() or turn.cancelled():
+            raise ClientGone
+        self.busy += 1
+        self.max_busy = max(self.max_busy, self.busy)
+        try:
+            if exchange.client_gone.is_set():
+                raise ClientGone
+            yield
+        finally:
+            self.busy -= 1
+            gate.release()
+
+    async def _slot_info(self, exchange: Exchange, record: RecordedRequest) -> Outcome:
+        if self.slots is None:
+            return await _error(exchange, record, 404, f"no route for {exchange.path}")
+        if exchange.path == "/props":
+            props = {"total_slots": self.slots, "model_alias": self.models[0]}
+            return await _ok(exchange, record, msgspec.json.encode(props))
+        listed = [{"id": i, "is_processing": i < self.busy} for i in range(self.slots)]
+        return await _ok(exchange, record, msgspec.json.encode(listed))
 
     async def _control(self, exchange: Exchange, record: RecordedRequest) -> Outcome:
         if exchange.path == "/health":
@@ -198,7 +260,14 @@ class FakeEngine:
 
     async def _introspect(self, exchange: Exchange) -> None:
         if exchange.path == "/_fake/stats":
-            stats = {"wakes": self.wakes, "asleep": self.asleep, "ready": self._ready()}
+            stats = {
+                "wakes": self.wakes,
+                "asleep": self.asleep,
+                "ready": self._ready(),
+                "busy": self.busy,
+                "max_busy": self.max_busy,
+                "queued": self.queued,
+            }
             await exchange.respond(200, [_JSON], msgspec.json.encode(stats))
             return
         if exchange.path == "/_fake/wake":

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Literal
 
 import msgspec
 
-from tiergate_testkit.fake_engine.behaviour import Behaviour
+from tiergate_testkit.fake_engine.behaviour import Behaviour, ToolCall
 
 __all__ = ["Answer", "ChatRequest", "plan_answer", "prompt_tokens"]
 
@@ -61,12 +62,20 @@ class ChatRequest(msgspec.Struct, kw_only=True):
         return min(caps) if caps else None
 
 
+FinishReason = Literal["stop", "length", "tool_calls"]
+
+
 class Answer(msgspec.Struct, frozen=True):
-    """What the fake will say: content chunks whose concatenation is the text."""
+    """What the fake will say: chunks whose concatenation is the text.
+
+    With `tool_call` the chunks are pieces of the call's arguments, and the text is the
+    arguments as sent (cut short by a token cap).
+    """
 
     chunks: tuple[str, ...]
-    finish_reason: Literal["stop", "length"]
+    finish_reason: FinishReason
     prompt_tokens: int
+    tool_call: ToolCall | None = None
 
     @property
     def text(self) -> str:
@@ -95,17 +104,33 @@ def _default_chunks(count: int) -> tuple[str, ...]:
     return tuple(word if i == 0 else f" {word}" for i, word in enumerate(words))
 
 
+def _pieces(text: str, count: int) -> tuple[str, ...]:
+    """`text` in at most `count` consecutive pieces of near-equal length (one if empty)."""
+    if not text:
+        return ("",)
+    size = math.ceil(len(text) / count)
+    return tuple(text[i : i + size] for i in range(0, len(text), size))
+
+
 def plan_answer(request: ChatRequest) -> Answer:
     """The answer for `request`: its `fake` shaping, capped by the token limits."""
     options = request.fake
-    if options.content is not None:
+    finish_reason: FinishReason = "stop"
+    if options.tool_call is not None:
+        chunks = _pieces(options.tool_call.arguments, options.tool_call.pieces)
+        finish_reason = "tool_calls"
+    elif options.content is not None:
         chunks = _split(options.content)
     else:
         count = _DEFAULT_CHUNKS if options.chunks is None else options.chunks
         chunks = _default_chunks(count)
     cap = request.token_cap
-    finish_reason: Literal["stop", "length"] = "stop"
     if cap is not None and len(chunks) > cap:
         chunks = chunks[:cap]
         finish_reason = "length"
-    return Answer(chunks=chunks, finish_reason=finish_reason, prompt_tokens=prompt_tokens(request))
+    return Answer(
+        chunks=chunks,
+        finish_reason=finish_reason,
+        prompt_tokens=prompt_tokens(request),
+        tool_call=options.tool_call,
+    )

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 __all__ = [
     "MALFORMED_BODY",
@@ -20,10 +21,13 @@ __all__ = [
     "models_list",
     "role_chunk",
     "sse_event",
+    "tool_arguments_chunk",
+    "tool_call_start_chunk",
     "usage_chunk",
+    "with_fields",
 ]
 
-FinishReason = Literal["stop", "length"]
+FinishReason = Literal["stop", "length", "tool_calls"]
 
 SSE_DONE = b"data: [DONE]\n\n"
 # Deliberately not JSON: a client (or our gateway) must fail cleanly on these.
@@ -45,10 +49,22 @@ class Usage(msgspec.Struct, frozen=True):
         return cls(prompt_tokens, completion_tokens, prompt_tokens + completion_tokens)
 
 
+class _Function(msgspec.Struct):
+    name: str
+    arguments: str
+
+
+class _ToolCall(msgspec.Struct):
+    id: str
+    function: _Function
+    type: str = "function"
+
+
 class _Message(msgspec.Struct):
     role: str
-    content: str
+    content: str | None
     refusal: None = None
+    tool_calls: list[_ToolCall] | UnsetType = UNSET  # UNSET: left out
 
 
 class _Choice(msgspec.Struct):
@@ -68,9 +84,22 @@ class _ChatCompletion(msgspec.Struct, kw_only=True):
     system_fingerprint: None = None
 
 
+class _FunctionDelta(msgspec.Struct, omit_defaults=True):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class _ToolCallDelta(msgspec.Struct, omit_defaults=True):
+    index: int
+    function: _FunctionDelta
+    id: str | None = None
+    type: str | None = None
+
+
 class _Delta(msgspec.Struct, omit_defaults=True):
     role: str | None = None
     content: str | None = None
+    tool_calls: list[_ToolCallDelta] | None = None
 
 
 class _ChunkChoice(msgspec.Struct):
@@ -118,6 +147,13 @@ def json_body(value: object) -> bytes:
     return _encoder.encode(value)
 
 
+def with_fields(body: bytes, fields: dict[str, object]) -> bytes:
+    """An encoded JSON object with `fields` added at its end (none: `body` itself)."""
+    if not fields:
+        return body
+    return body[:-1] + b"," + json_body(fields)[1:]
+
+
 def sse_event(payload: bytes) -> bytes:
     """Frame one server-sent event the way OpenAI does: `data: <json>\\n\\n`."""
     return b"data: " + payload + b"\n\n"
@@ -142,9 +178,19 @@ def completion(
     text: str,
     finish_reason: FinishReason,
     usage: Usage,
+    tool_call: tuple[str, str] | None = None,
 ) -> bytes:
-    """A non-streaming `chat.completion` with one assistant choice."""
-    choice = _Choice(0, _Message("assistant", text), finish_reason)
+    """A non-streaming `chat.completion` with one assistant choice.
+
+    `tool_call` (id, function name): the message calls that function with `text` as its
+    arguments and has no content.
+    """
+    if tool_call is None:
+        message = _Message("assistant", text)
+    else:
+        call = _ToolCall(id=tool_call[0], function=_Function(name=tool_call[1], arguments=text))
+        message = _Message("assistant", None, tool_calls=[call])
+    choice = _Choice(0, message, finish_reason)
     body = _ChatCompletion(id=id, created=created, model=model, choices=[choice], usage=usage)
     return json_body(body)
 
@@ -163,6 +209,20 @@ def role_chunk(id: str, model: str, created: int) -> bytes:
 def content_chunk(id: str, model: str, created: int, text: str) -> bytes:
     """One content chunk (one "token")."""
     return _chunk(id, model, created, _ChunkChoice(0, _Delta(content=text)))
+
+
+def tool_call_start_chunk(id: str, model: str, created: int, call_id: str, name: str) -> bytes:
+    """The first delta of a function call: index 0, its id, type, name and empty arguments."""
+    call = _ToolCallDelta(
+        index=0, id=call_id, type="function", function=_FunctionDelta(name=name, arguments="")
+    )
+    return _chunk(id, model, created, _ChunkChoice(0, _Delta(tool_calls=[call])))
+
+
+def tool_arguments_chunk(id: str, model: str, created: int, piece: str) -> bytes:
+    """A later delta of call 0: the next piece of its arguments."""
+    call = _ToolCallDelta(index=0, function=_FunctionDelta(arguments=piece))
+    return _chunk(id, model, created, _ChunkChoice(0, _Delta(tool_calls=[call])))
 
 
 def final_chunk(id: str, model: str, created: int, finish_reason: FinishReason) -> bytes:

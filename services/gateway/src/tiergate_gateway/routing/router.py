@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from tiergate_gateway.capabilities import Needs, unmet
 from tiergate_gateway.catalog import Catalog, Route
 from tiergate_gateway.policy import EffectivePolicy
 from tiergate_gateway.routing.classify import Workload, classify
@@ -13,7 +14,7 @@ from tiergate_gateway.routing.language import LanguageDetection
 from tiergate_gateway.routing.table import RouteRule, candidates, needs_language
 from tiergate_runtime.errors import Forbidden
 
-__all__ = ["Plan", "Router"]
+__all__ = ["Plan", "Router", "fitting"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +24,25 @@ class Plan:
     routes: list[Route]
     when_cold: Literal["cpu_first", "hold"] = "hold"
     hold_s: float = 0.0
+
+
+def fitting(plan: Plan, needs: Needs) -> Plan:
+    """`plan` without the models that cannot serve a request with these needs (issue 10).
+
+    Raises the 400 of the plan's first model when none of them can: the request can never
+    succeed, so no engine sees it (an image sent to a text-only model, a tool call required
+    of a model without tool support).
+    """
+    if not needs.any:
+        return plan
+    fit = [r for r in plan.routes if unmet(needs, r.caps, r.alias) is None]
+    if not fit:
+        error = unmet(needs, plan.routes[0].caps, plan.routes[0].alias)
+        assert error is not None
+        raise error
+    if len(fit) == len(plan.routes):
+        return plan
+    return Plan(fit, plan.when_cold, plan.hold_s)
 
 
 class Router:

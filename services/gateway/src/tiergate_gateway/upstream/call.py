@@ -14,13 +14,12 @@ from tiergate_gateway.catalog import Route
 from tiergate_gateway.metrics import GatewayMetrics
 from tiergate_gateway.tracing import ChatSpan
 from tiergate_gateway.upstream.client import Upstream
+from tiergate_gateway.upstream.conform import conform_completion
 from tiergate_gateway.upstream.sse import (
-    MAX_PENDING_BYTES,
-    SseOverflow,
+    DONE_EVENT,
+    SseProtocolError,
     SseTransformer,
     error_event,
-    model_field,
-    rewrite_model,
 )
 from tiergate_proto.openai import Usage
 from tiergate_runtime.edge import AccessRecord
@@ -32,13 +31,6 @@ from tiergate_runtime.errors import (
 __all__ = ["UpstreamCall"]
 
 _log = structlog.get_logger("tiergate.gateway.chat")
-
-
-class _UsageOnly(msgspec.Struct):
-    usage: Usage | None = None
-
-
-_usage_decoder = msgspec.json.Decoder(_UsageOnly)
 
 
 class UpstreamCall:
@@ -95,12 +87,16 @@ class UpstreamCall:
         self.span.end(outcome, self.record.status or None)
 
     async def complete(self, upstream: Upstream, body: bytes, headers: dict[str, str]) -> bytes:
-        """A whole non-streaming answer: call, read, rewrite, count."""
+        """A whole non-streaming answer: call, read, conform, count."""
         response = await upstream.open_chat(body, headers, stream=False)
-        return await self.read_whole(response)
+        return await self.read_whole(response, upstream.settings.keep_extras)
 
-    async def read_whole(self, response: httpx.Response) -> bytes:
-        """Read a non-streaming answer; rewrite its model; count its usage."""
+    async def read_whole(
+        self, response: httpx.Response, keep_extras: frozenset[str] = frozenset()
+    ) -> bytes:
+        """Read a non-streaming answer; make it OpenAI's shape (`conform_completion`: public
+        model, required keys, engine extras dropped but `keep_extras`); count its usage.
+        Raises BadGateway when the body is not a chat completion."""
         try:
             content = await response.aread()
         except httpx.TimeoutException as exc:
@@ -114,16 +110,14 @@ class UpstreamCall:
         finally:
             await response.aclose()
         try:
-            self.count_usage(_usage_decoder.decode(content).usage)
+            content, usage = conform_completion(content, self.route.alias, keep_extras)
         except msgspec.DecodeError as exc:
             self.metrics.upstream_error(self.route.backend, "protocol")
             raise BadGateway(f"The {self.route.backend} backend sent an invalid answer.") from exc
+        self.count_usage(usage)
         self.finish("ok")
-        content = rewrite_model(content, model_field(self.route.alias))
-        if self.extra_field:
-            content = content.rstrip()
-            if content.endswith(b"}"):
-                content = content[:-1] + self.extra_field + b"}"
+        if self.extra_field:  # an encoded object: it ends with "}"
+            content = content[:-1] + self.extra_field + b"}"
         return content
 
     async def lead_in(
@@ -132,8 +126,9 @@ class UpstreamCall:
         """Read (and hold back) the stream up to its first token; what to send first.
 
         Raises GatewayTimeout (no token in `timeout_s`) or BadGateway (the upstream broke
-        off) with the response closed: nothing has reached the client, so the caller may
-        try the next model.
+        off, or sent an event that is not a chunk) with the response closed: nothing has
+        reached the client, so the caller may try the next model. The response is closed
+        too when the caller is cancelled (the client left).
         """
         sse, parts = self.sse, []
         try:
@@ -155,7 +150,7 @@ class UpstreamCall:
             raise GatewayTimeout(
                 f"The {self.route.backend} backend sent no token within {timeout_s:g} s."
             ) from None
-        except (httpx.HTTPError, SseOverflow) as exc:
+        except httpx.HTTPError as exc:
             await response.aclose()
             self.metrics.upstream_error(self.route.backend, "protocol")
             self.finish("upstream_error")
@@ -163,6 +158,17 @@ class UpstreamCall:
                 f"The {self.route.backend} backend broke off before its first token.",
                 retry_after=1,
             ) from exc
+        except SseProtocolError as exc:
+            await response.aclose()
+            self.metrics.upstream_error(self.route.backend, "protocol")
+            self.finish("upstream_error")
+            raise BadGateway(
+                f"The {self.route.backend} backend {exc.reason} before its first token.",
+                retry_after=1,
+            ) from exc
+        except asyncio.CancelledError:
+            await response.aclose()  # the engine must not go on generating for nobody
+            raise
         return b"".join(parts)
 
     async def relay(
@@ -188,22 +194,27 @@ class UpstreamCall:
                     code="upstream_stream_error",
                 )
                 return
-            except SseOverflow:
+            except SseProtocolError as exc:
+                # Not relayable (garbage, or an event without end): what came before it goes
+                # out, then our error event, never the engine's bytes (issue 10).
                 self.metrics.upstream_error(self.route.backend, "midstream")
                 outcome = "upstream_error"
+                if exc.head:
+                    yield exc.head
                 yield error_event(
-                    f"The {self.route.backend} backend sent an event larger than "
-                    f"{MAX_PENDING_BYTES} bytes.",
+                    f"The {self.route.backend} backend {exc.reason}; the stream was cut.",
                     code="upstream_stream_error",
                 )
                 return
             if sse.saw_error:
                 outcome = "upstream_error"
+                if not sse.saw_done:
+                    yield DONE_EVENT  # the engine's error event (re-encoded) went out
             elif sse.saw_done:
                 outcome = "ok"
             elif sse.saw_finish:
                 outcome = "ok"  # complete answer, engine omitted the terminator: add it
-                yield b"data: [DONE]\n\n"
+                yield DONE_EVENT
             else:
                 self.metrics.upstream_error(self.route.backend, "midstream")
                 outcome = "upstream_error"

@@ -11,6 +11,7 @@ nothing about it. Upstream text is quoted only when it is a short, single-line m
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -28,6 +29,14 @@ _MAX_MESSAGE = 500
 _MAX_CODE = 64
 _CLIENT_FAULT = frozenset({400, 413, 422, 429})
 _RETRY_AFTER_MAX_S = 3600
+_OPENAI_TYPES = frozenset({"invalid_request_error", "not_found_error", "rate_limit_error"})
+_STATUS_CODES = {400: "invalid_value", 413: "request_too_large", 422: "invalid_value"}
+_ENGINE_JSON_TYPE_ERROR = re.compile(r"\[json\.exception\.type_error|\btype must be \w+, but is")
+_CONTEXT_EXCEEDED = re.compile(
+    r"maximum context length|exceeds? (?:the )?(?:available )?context|context (?:size|length)"
+    r" (?:has been )?exceeded|longer than the (?:model's )?context",
+    re.IGNORECASE,
+)
 
 
 def _quotable(value: object) -> str | None:
@@ -48,7 +57,7 @@ def upstream_message(body: bytes) -> tuple[str | None, str | None, str | None, s
     """
     try:
         data: Any = msgspec.json.decode(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         return _quotable(body.decode("utf-8", "replace")), None, None, None
     except RecursionError:
         return None, None, None, None
@@ -96,13 +105,29 @@ def error_from_status(backend: str, status: int, headers: httpx.Headers, body: b
             code=code or "upstream_rate_limited",
             retry_after=retry_after(headers, 1),
         )
+    if status >= 500 and message and _ENGINE_JSON_TYPE_ERROR.search(message):
+        # llama.cpp answers 500 for a field of the wrong JSON type (nlohmann's type_error):
+        # the request's fault, so a 400 — never retried, never counted against the breaker.
+        status = 400
     if status in _CLIENT_FAULT:
+        if error_type == "exceed_context_size_error" or (
+            message is not None and _CONTEXT_EXCEEDED.search(message)
+        ):
+            return ApiError(
+                message or "The request is longer than the model's context.",
+                status=400,
+                error_type="invalid_request_error",
+                param="messages",
+                code="context_length_exceeded",
+            )
         return ApiError(
             message or f"The {backend} backend rejected the request (status {status}).",
             status=status,
-            error_type=error_type or "invalid_request_error",
+            # Engines send their own types and numeric codes ("code": 400); clients switch on
+            # OpenAI's, so only those pass (issue 10).
+            error_type=error_type if error_type in _OPENAI_TYPES else "invalid_request_error",
             param=param,
-            code=code,
+            code=code if code is not None and not code.isdigit() else _STATUS_CODES[status],
         )
     if status == 503:
         return ServiceUnavailable(

@@ -1,48 +1,104 @@
-"""Server-sent events from an engine, made ours: re-framed, public model id, usage captured.
+"""Server-sent events from an engine, made ours: re-framed, checked, public model id, usage.
 
 `SseTransformer.feed(chunk)` takes whatever bytes arrived from the upstream and returns the
 bytes to send to the client now (possibly several events, possibly nothing if an event is
 incomplete). It never waits for more than one event: relay stays unbuffered. Per event it
-rewrites the `model` field to the public alias (a byte substitution, no JSON re-encoding),
-records `usage`, drops the usage-only chunk when the client did not ask for usage (the gateway
-always asks the engine for it, to count tokens), and notes `[DONE]`, `finish_reason` and the
-first token.
+checks the chunk against OpenAI's schema with one strict typed decode (`conform.check_chunk`):
+a conformant chunk is relayed as the engine wrote it, its `model` replaced by the public alias
+in place; any other chunk is decoded leniently and encoded again (`conform.repair_chunk`:
+required keys filled, engine extras dropped unless kept); an upstream error event is re-encoded
+as OpenAI's envelope. An event that is not a chunk at all (not JSON, wrong shape) raises
+`SseMalformed`: the relay ends the stream with our error event and `[DONE]` instead of passing
+garbage that makes clients fail to parse (issue 10). Per event it also records `usage`, drops
+the usage-only chunk when the client did not ask for usage (the gateway always asks the engine
+for it, to count tokens), and notes `[DONE]`, `finish_reason` and the first token (content,
+reasoning, refusal or a tool call).
 """
 
 from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
+from typing import Protocol
 
 import msgspec
 
+from tiergate_gateway.upstream.conform import (
+    check_chunk,
+    decode_chunk,
+    drop_null_fingerprint,
+    repair_chunk,
+)
+from tiergate_proto.errors import ErrorDetail, ErrorEnvelope
 from tiergate_proto.openai import Usage
 
-__all__ = ["MAX_PENDING_BYTES", "SseOverflow", "SseTransformer", "error_event", "rewrite_model"]
+__all__ = [
+    "DONE_EVENT",
+    "MAX_PENDING_BYTES",
+    "SseMalformed",
+    "SseOverflow",
+    "SseProtocolError",
+    "SseTransformer",
+    "error_event",
+    "model_field",
+    "rewrite_model",
+]
 
 DONE_EVENT = b"data: [DONE]\n\n"
 # Only a real top-level key can match: inside a JSON string the quotes would be escaped.
 _MODEL_FIELD = re.compile(rb'"model"\s*:\s*"(?:[^"\\]|\\.)*"')
-_FINISH = re.compile(rb'"finish_reason"\s*:\s*"')
-_FIRST_TOKEN = re.compile(rb'"(?:content|reasoning_content)"\s*:\s*"[^"]|"tool_calls"\s*:\s*\[')
-_USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 _ERROR_START = re.compile(rb'\{\s*"error"\s*:')
 # One event may carry a long tool-call argument or a base64 image, but not more than this.
 MAX_PENDING_BYTES = 1 << 20
 
-
-class _UsageProbe(msgspec.Struct):
-    """Just the parts of a chunk we read; every other field is skipped by the decoder."""
-
-    usage: Usage | None = None
-    choices: list[msgspec.Raw] | None = None
+_encoder = msgspec.json.Encoder()
 
 
-_probe_decoder = msgspec.json.Decoder(_UsageProbe)
+class SseProtocolError(Exception):
+    """The upstream's stream cannot be relayed further.
+
+    `head` holds the transformed events that completed before the fault, in the same read:
+    send them first, then the error event. `reason` says what went wrong, fit for a client.
+    """
+
+    reason = "sent an invalid stream"
+
+    def __init__(self, detail: str, head: bytes = b"") -> None:
+        super().__init__(detail)
+        self.head = head
 
 
-class SseOverflow(Exception):
+class SseOverflow(SseProtocolError):
     """The upstream sent more than MAX_PENDING_BYTES without completing an event."""
+
+    reason = f"sent an event larger than {MAX_PENDING_BYTES} bytes"
+
+
+class SseMalformed(SseProtocolError):
+    """The upstream sent an event that is not a chat completion chunk (or not JSON)."""
+
+    reason = "sent a malformed event"
+
+
+class _DeltaLike(Protocol):
+    @property
+    def content(self) -> str | None: ...
+    @property
+    def reasoning_content(self) -> str | None: ...
+    @property
+    def refusal(self) -> str | None: ...
+    @property
+    def tool_calls(self) -> object: ...
+    @property
+    def function_call(self) -> object: ...
+
+
+class _ChoiceLike(Protocol):
+    @property
+    def delta(self) -> _DeltaLike: ...
+    @property
+    def finish_reason(self) -> str | None: ...
 
 
 def _field_value(line: bytes) -> bytes:
@@ -71,16 +127,47 @@ def rewrite_model(payload: bytes, field: bytes) -> bytes:
 def error_event(message: str, error_type: str = "server_error", code: str | None = None) -> bytes:
     """An SSE event carrying OpenAI's error envelope (what clients raise on mid-stream),
     then `[DONE]`, so a client reading to the terminator stops cleanly (issue 5)."""
-    body = {"error": {"message": message, "type": error_type, "param": None, "code": code}}
-    return b"data: " + msgspec.json.encode(body) + b"\n\ndata: [DONE]\n\n"
+    body = ErrorEnvelope(ErrorDetail(message=message, type=error_type, code=code))
+    return b"data: " + _encoder.encode(body) + b"\n\n" + DONE_EVENT
+
+
+def _upstream_error(payload: bytes) -> bytes:
+    """An engine's error event as OpenAI's envelope: string `message`, `type`, `param`, `code`.
+
+    Engines send `{"error": {"code": 500, ...}}` (llama.cpp), `{"error": "text"}` and other
+    shapes; clients read every key of OpenAI's. Raises SseMalformed if it is not JSON.
+    """
+    try:
+        value = msgspec.json.decode(payload)
+    except msgspec.DecodeError as exc:
+        raise SseMalformed(f"an error event that is not JSON: {exc}") from exc
+    error = value.get("error") if isinstance(value, dict) else None
+    fields = error if isinstance(error, dict) else {"message": error}
+    message, kind = fields.get("message"), fields.get("type")
+    param, code = fields.get("param"), fields.get("code")
+    detail = ErrorDetail(
+        message=message if isinstance(message, str) and message else "The backend failed.",
+        type=kind if isinstance(kind, str) and kind else "server_error",
+        param=param if isinstance(param, str) else None,
+        code=code if isinstance(code, str) else None,
+    )
+    return _frame(_encoder.encode(ErrorEnvelope(detail)))
 
 
 class SseTransformer:
-    """Stateful per-stream transformer; see the module docstring."""
+    """Stateful per-stream transformer; see the module docstring.
+
+    `keep_extras`: top-level fields of the engine's chunks to pass on (the backend's
+    `keep_extras`); every other field OpenAI does not define is dropped.
+    """
 
     __slots__ = (
+        "_alias",
         "_buffer",
         "_client_wants_usage",
+        "_engine_field",
+        "_engine_model",
+        "_keep_extras",
         "_model_field",
         "_scanned",
         "first_token_at",
@@ -90,9 +177,19 @@ class SseTransformer:
         "usage",
     )
 
-    def __init__(self, alias: str, *, client_wants_usage: bool) -> None:
+    def __init__(
+        self,
+        alias: str,
+        *,
+        client_wants_usage: bool,
+        keep_extras: frozenset[str] = frozenset(),
+    ) -> None:
+        self._alias = alias
         self._model_field = model_field(alias)
+        self._engine_model: str | None = None
+        self._engine_field = b""
         self._client_wants_usage = client_wants_usage
+        self._keep_extras = keep_extras
         self._buffer = bytearray()
         self._scanned = 0
         self.usage: Usage | None = None
@@ -104,10 +201,21 @@ class SseTransformer:
     def feed(self, chunk: bytes) -> bytes:
         """Consume upstream bytes; return complete, transformed events to send now.
 
-        Raises SseOverflow when more than MAX_PENDING_BYTES arrive without ending an event
-        (an upstream that never sends a blank line must not grow our memory without bound).
+        Raises SseMalformed for an event that is not a chunk (or an error event), and
+        SseOverflow when more than MAX_PENDING_BYTES arrive without ending an event (an
+        upstream that never sends a blank line must not grow our memory without bound). Both
+        carry the events of this read that came before the fault (`head`); the stream cannot
+        go on after either.
         """
         buffer = self._buffer
+        if (
+            not buffer
+            and chunk.endswith(b"\n\n")
+            and chunk.find(b"\n\n") == len(chunk) - 2
+            and b"\r" not in chunk
+        ):
+            # The usual read: exactly one whole event, nothing held back.
+            return self._event(chunk[:-2])
         if b"\r" in chunk:
             chunk = chunk.replace(b"\r\n", b"\n")
         if buffer.endswith(b"\r") and chunk.startswith(b"\n"):
@@ -121,14 +229,18 @@ class SseTransformer:
             end = buffer.find(b"\n\n", position)
             if end < 0:
                 break
-            event = self._event(bytes(buffer[start:end]))
+            try:
+                event = self._event(bytes(buffer[start:end]))
+            except SseMalformed as exc:
+                exc.head = b"".join(out)
+                raise
             if event:
                 out.append(event)
             start = position = end + 2
         del buffer[:start]
         self._scanned = max(len(buffer) - 1, 0)
         if len(buffer) > MAX_PENDING_BYTES:
-            raise SseOverflow(f"an event grew past {MAX_PENDING_BYTES} bytes")
+            raise SseOverflow(f"an event grew past {MAX_PENDING_BYTES} bytes", b"".join(out))
         return b"".join(out)
 
     def pending(self) -> bool:
@@ -156,23 +268,70 @@ class SseTransformer:
         if payload == b"[DONE]":
             self.saw_done = True
             return prefix + DONE_EVENT
+        chunk = check_chunk(payload)
+        if chunk is None:
+            return self._repair(payload, prefix)
+        if chunk.system_fingerprint is None:
+            fixed = drop_null_fingerprint(payload)
+            if fixed is None:
+                return self._repair(payload, prefix)
+            payload = fixed
+        # The hot path: a conformant chunk goes out as the engine wrote it.
+        if chunk.usage is not None:
+            self.usage = chunk.counted_usage()
+            if not chunk.choices and not self._client_wants_usage:
+                return b""
+        if chunk.choices:
+            self._note(chunk.choices)
+        if chunk.model != self._alias:
+            payload = self._rename(payload, chunk.model)
+        return prefix + _frame(payload)
+
+    def _repair(self, payload: bytes, prefix: bytes) -> bytes:
+        """A chunk that failed the strict check: re-encode it, or raise SseMalformed."""
         if _ERROR_START.match(payload) is not None:
             self.saw_error = True
-            return prefix + _frame(payload)
-        if _USAGE_OBJECT.search(payload) is not None and self._take_usage(payload):
-            return b""
-        if self.first_token_at is None and _FIRST_TOKEN.search(payload) is not None:
-            self.first_token_at = time.perf_counter()
-        if not self.saw_finish and _FINISH.search(payload) is not None:
-            self.saw_finish = True
-        return prefix + _frame(rewrite_model(payload, self._model_field))
-
-    def _take_usage(self, payload: bytes) -> bool:
-        """Record usage; True if the event is the usage-only chunk the client did not ask for."""
+            return prefix + _upstream_error(payload)
         try:
-            probe = _probe_decoder.decode(payload)
-        except msgspec.DecodeError:
-            return False
-        if probe.usage is not None:
-            self.usage = probe.usage
-        return not self._client_wants_usage and not probe.choices
+            chunk = decode_chunk(payload)
+        except msgspec.DecodeError as exc:
+            raise SseMalformed(f"not a chat completion chunk: {exc}") from exc
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+            if not chunk.choices and not self._client_wants_usage:
+                return b""
+        if chunk.choices:
+            self._note(chunk.choices)
+        return prefix + _frame(repair_chunk(chunk, self._alias, payload, self._keep_extras))
+
+    def _note(self, choices: Sequence[_ChoiceLike]) -> None:
+        """Note the first token (any generated text, reasoning or call) and a finish."""
+        for choice in choices:
+            if self.first_token_at is None:
+                delta = choice.delta
+                if (
+                    delta.content
+                    or delta.reasoning_content
+                    or delta.tool_calls
+                    or delta.refusal
+                    or delta.function_call
+                ):
+                    self.first_token_at = time.perf_counter()
+            if choice.finish_reason is not None:
+                self.saw_finish = True
+
+    def _rename(self, payload: bytes, engine_model: str) -> bytes:
+        """`payload` with the public alias for `engine_model`.
+
+        In a chunk that passed the strict check the only `"model":` key is the top-level one
+        (every nested object is closed), so the compact spelling is replaced in place; other
+        spellings (`"model": "x"`, escapes) go through the regular expression.
+        """
+        if engine_model != self._engine_model:
+            self._engine_model = engine_model
+            self._engine_field = model_field(engine_model)
+        field = self._engine_field
+        at = payload.find(field)
+        if at < 0:
+            return rewrite_model(payload, self._model_field)
+        return payload[:at] + self._model_field + payload[at + len(field) :]

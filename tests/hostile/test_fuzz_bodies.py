@@ -1,0 +1,282 @@
+"""Generated hostile bodies against every public JSON route (issue 10): never a 5xx, always
+OpenAI's envelope on an error, never a hang.
+
+Hypothesis builds bodies three ways — arbitrary JSON values, a valid body with one field
+replaced by an arbitrary value (deep in `messages` too), and arbitrary bytes (invalid UTF-8,
+truncated JSON) — and posts them to the real gateway (in front of the fake engine and the real
+auth service), the auth service directly and the rag service. Bounded: a few hundred requests
+per route, well under a minute in all.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tiergate_auth.app import create_app as create_auth
+from tiergate_auth.settings import AuthSettings, SmtpSettings
+from tiergate_auth.sink import MailSink
+from tiergate_gateway.app import create_app as create_gateway
+from tiergate_gateway.settings import (
+    AuthLink,
+    BackendSettings,
+    GatewaySettings,
+    ModelAlias,
+    ResilienceSettings,
+    TierPolicy,
+)
+from tiergate_rag.app import create_app as create_rag
+from tiergate_rag.settings import RagSettings
+from tiergate_testkit.asgi import serve_in_loop
+from tiergate_testkit.fake_engine import FakeEngine
+
+# A request answered slower than this counts as a hang.
+HANG_S = 10.0
+EXAMPLES = 150
+SMALL = "tiergate-small"
+
+
+@dataclass
+class Mesh:
+    gateway: httpx.AsyncClient
+    auth: httpx.AsyncClient
+    rag: httpx.AsyncClient
+    seen: dict[str, list[int]]
+
+
+@pytest.fixture(scope="module")
+async def mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Mesh]:
+    root: Path = tmp_path_factory.mktemp("fuzz")
+    (root / "corpus").mkdir()
+    (root / "corpus" / "guide.md").write_text("# Guide\n\nTiergate routes requests by tier.\n")
+    sink = MailSink().start()
+    auth_settings = AuthSettings(
+        admin_token="fuzz-admin-token-0123456789abcdefghij",
+        internal_token="fuzz-internal-token-0123456789abcdefg",
+        smtp=SmtpSettings(host="127.0.0.1", port=sink.port),
+    )
+    rag_settings = RagSettings(index_dir=str(root / "index"), corpus=[str(root / "corpus")])
+    try:
+        async with (
+            FakeEngine(models=["engine-small"]) as engine,
+            serve_in_loop(create_auth(auth_settings)) as auth_url,
+            serve_in_loop(create_rag(rag_settings)) as rag_url,
+        ):
+            gateway_settings = GatewaySettings(
+                backends={"cpu": BackendSettings(base_url=f"{engine.base_url}/v1")},
+                models=[
+                    ModelAlias(id=SMALL, backend="cpu", engine_model="engine-small", tools=False)
+                ],
+                tiers={"anonymous": TierPolicy(max_tokens=16, tools=False)},
+                auth=AuthLink(url=auth_url, internal_token=auth_settings.internal_token),
+                rag=msgspec.structs.replace(GatewaySettings().rag, url=None),
+                max_body_bytes=64 * 1024,
+                resilience=ResilienceSettings(retries=0),
+            )
+            async with (
+                serve_in_loop(create_gateway(gateway_settings)) as gateway_url,
+                httpx.AsyncClient(base_url=gateway_url, timeout=HANG_S) as gateway,
+                httpx.AsyncClient(base_url=auth_url, timeout=HANG_S) as auth,
+                httpx.AsyncClient(base_url=rag_url, timeout=HANG_S) as rag,
+            ):
+                yield Mesh(gateway=gateway, auth=auth, rag=rag, seen={})
+    finally:
+        sink.stop()
+
+
+# --- bodies ---------------------------------------------------------------------------------
+
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=40)
+    | st.sampled_from(["", "user", "assistant", "tool", "system", "function", "text", SMALL])
+)
+JSON = st.recursive(
+    SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+VALID_CHAT: dict[str, Any] = {
+    "model": SMALL,
+    "max_tokens": 4,
+    "messages": [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+            ],
+        },
+        {"role": "tool", "content": "42", "tool_call_id": "c1"},
+        {"role": "user", "content": "and now?"},
+    ],
+}
+CHAT_FIELDS = [
+    "model",
+    "messages",
+    "stream",
+    "stream_options",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "n",
+    "stop",
+    "seed",
+    "tools",
+    "tool_choice",
+    "response_format",
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+    "user",
+    "metadata",
+    "functions",
+    "function_call",
+    "modalities",
+    "audio",
+    "prediction",
+    "parallel_tool_calls",
+    "fake",
+]
+MESSAGE_FIELDS = ["role", "content", "name", "tool_calls", "tool_call_id", "refusal", "audio"]
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path into a JSON value (keys and list indexes)."""
+    found = [prefix] if prefix else []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found += _paths(item, (*prefix, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found += _paths(item, (*prefix, index))
+    return found
+
+
+@st.composite
+def mutated(draw: st.DrawFn, valid: dict[str, Any], fields: list[str]) -> dict[str, Any]:
+    """`valid` with one path replaced (or a new field added) by an arbitrary value."""
+    body: dict[str, Any] = json.loads(json.dumps(valid))
+    if draw(st.booleans()):
+        path = draw(st.sampled_from(_paths(body)))
+    else:  # a (known or unknown) field added at the top or in a message
+        field = draw(st.sampled_from(fields) | st.text(max_size=8))
+        message = draw(st.integers(0, len(body.get("messages", [])))) if "messages" in body else 0
+        if "messages" in body and message < len(body["messages"]):
+            path = ("messages", message, draw(st.sampled_from(MESSAGE_FIELDS)))
+        else:
+            path = (field,)
+    target: Any = body
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = draw(JSON)
+    return body
+
+
+def encoded(bodies: st.SearchStrategy[Any]) -> st.SearchStrategy[bytes]:
+    """JSON text of the bodies, or bytes that are not valid JSON or not valid UTF-8."""
+    as_json = bodies.map(lambda b: json.dumps(b).encode())
+    broken = as_json.flatmap(
+        lambda raw: st.sampled_from(
+            [raw[: len(raw) // 2], raw.replace(b'"', b'"\xff', 1), b"\xef\xbb\xbf" + raw, raw * 2]
+        )
+    )
+    return as_json | broken | st.binary(max_size=64)
+
+
+CHAT_BODIES = encoded(mutated(VALID_CHAT, CHAT_FIELDS) | JSON)
+OTP_BODIES = encoded(
+    mutated({"email": "fuzz@example.org"}, ["email"])
+    | mutated({"email": "fuzz@example.org", "code": "123456"}, ["email", "code"])
+    | JSON
+)
+TOKEN_BODIES = encoded(mutated({"refresh_token": "tgr_x"}, ["refresh_token"]) | JSON)
+SEARCH_BODIES = encoded(
+    mutated({"query": "tier", "k": 3, "filters": {"language": "en"}}, ["query", "k", "filters"])
+    | JSON
+)
+
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,  # the same requests on every run: a red CI run reproduces
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+async def check(mesh: Mesh, client: httpx.AsyncClient, route: str, body: bytes) -> None:
+    """Post `body`; fail on a 5xx, a non-envelope error or a hang (httpx's timeout)."""
+    response = await client.post(route, content=body, headers={"content-type": "application/json"})
+    mesh.seen.setdefault(f"{client.base_url.port}{route}", []).append(response.status_code)
+    assert response.status_code < 500, (route, body, response.status_code, response.text)
+    if response.status_code >= 400:
+        assert response.headers["content-type"].startswith("application/json"), response.text
+        error = response.json()["error"]
+        assert set(error) == {"message", "type", "param", "code"}, response.text
+        assert "Traceback" not in response.text
+        if response.status_code == 429:
+            assert int(response.headers["retry-after"]) >= 1
+
+
+@FUZZ
+@given(body=CHAT_BODIES)
+async def test_gateway_chat(mesh: Mesh, body: bytes) -> None:
+    await check(mesh, mesh.gateway, "/v1/chat/completions", body)
+
+
+@FUZZ
+@given(body=OTP_BODIES, route=st.sampled_from(["/v1/auth/otp/start", "/v1/auth/otp/verify"]))
+async def test_gateway_auth_relay(mesh: Mesh, body: bytes, route: str) -> None:
+    await check(mesh, mesh.gateway, route, body)
+
+
+@FUZZ
+@given(
+    body=OTP_BODIES | TOKEN_BODIES,
+    route=st.sampled_from(
+        ["/v1/auth/otp/start", "/v1/auth/otp/verify", "/v1/auth/refresh", "/v1/auth/logout"]
+    ),
+)
+async def test_auth_routes(mesh: Mesh, body: bytes, route: str) -> None:
+    await check(mesh, mesh.auth, route, body)
+
+
+@FUZZ
+@given(body=SEARCH_BODIES)
+async def test_rag_search(mesh: Mesh, body: bytes) -> None:
+    await check(mesh, mesh.rag, "/v1/search", body)
+
+
+async def test_the_campaign_reached_every_route_and_some_bodies_were_valid(mesh: Mesh) -> None:
+    """Not all 400s: the generators also produce bodies the services accept."""
+    for client, route in (
+        (mesh.gateway, "/v1/chat/completions"),
+        (mesh.gateway, "/v1/auth/otp/start"),
+        (mesh.auth, "/v1/auth/otp/start"),
+        (mesh.rag, "/v1/search"),
+    ):
+        statuses = mesh.seen.get(f"{client.base_url.port}{route}", [])
+        assert len(statuses) >= EXAMPLES // 3, route
+        assert any(status < 300 for status in statuses), (route, sorted(set(statuses)))
+    total = sum(len(s) for s in mesh.seen.values())
+    print(
+        f"fuzz: {total} requests, 5xx: 0, by route: { {r: len(s) for r, s in mesh.seen.items()} }"
+    )
