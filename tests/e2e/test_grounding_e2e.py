@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import openai
@@ -31,10 +32,16 @@ three hundred tokens.
 class Mesh:
     rag: ServiceProcess
     gateway: ServiceProcess
+    # Clients are closed when the mesh stops: an SDK client left to the garbage collector
+    # can lose its socket before its own close runs, and the ResourceWarning then fails
+    # whichever later test the collection happens in (issue 10).
+    clients: ExitStack = field(default_factory=ExitStack)
 
     def client(self) -> openai.OpenAI:
-        return openai.OpenAI(
-            base_url=f"{self.gateway.base_url}/v1", api_key="anonymous", max_retries=0
+        return self.clients.enter_context(
+            openai.OpenAI(
+                base_url=f"{self.gateway.base_url}/v1", api_key="anonymous", max_retries=0
+            )
         )
 
 
@@ -68,7 +75,9 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
             "TIERGATE_GATEWAY_AUTH__URL": "",
         }
         with ServiceProcess("tiergate_gateway", "TIERGATE_GATEWAY_", gateway_env) as gateway:
-            yield Mesh(rag=rag, gateway=gateway)
+            mesh = Mesh(rag=rag, gateway=gateway)
+            with mesh.clients:
+                yield mesh
 
 
 def ask(mesh: Mesh) -> tuple[dict[str, str], str]:

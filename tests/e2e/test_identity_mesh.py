@@ -13,7 +13,8 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 
 import httpx
 import openai
@@ -38,10 +39,16 @@ class Mesh:
     auth: ServiceProcess
     gateways: list[ServiceProcess]
     sink: MailSink
+    # Clients are closed when the mesh stops: an SDK client left to the garbage collector
+    # can lose its socket before its own close runs, and the ResourceWarning then fails
+    # whichever later test the collection happens in (issue 10).
+    clients: ExitStack = field(default_factory=ExitStack)
 
     def client(self, replica: int = 0, key: str = "anonymous") -> openai.OpenAI:
         base = f"{self.gateways[replica].base_url}/v1"
-        return openai.OpenAI(base_url=base, api_key=key, max_retries=0, timeout=60)
+        return self.clients.enter_context(
+            openai.OpenAI(base_url=base, api_key=key, max_retries=0, timeout=60)
+        )
 
 
 def gateway_env(cpu: ServiceProcess, auth: ServiceProcess, redis_url: str) -> dict[str, str]:
@@ -95,7 +102,9 @@ def mesh() -> Iterator[Mesh]:
                 ServiceProcess("tiergate_gateway", "TIERGATE_GATEWAY_", env) as first,
                 ServiceProcess("tiergate_gateway", "TIERGATE_GATEWAY_", env) as second,
             ):
-                yield Mesh(redis=redis, auth=auth, gateways=[first, second], sink=sink)
+                mesh = Mesh(redis=redis, auth=auth, gateways=[first, second], sink=sink)
+                with mesh.clients:
+                    yield mesh
     sink.stop()
 
 

@@ -11,7 +11,8 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -41,13 +42,19 @@ BODY_LIMIT = 65536
 class Mesh:
     cpu: ServiceProcess
     gateway: ServiceProcess
+    # Clients are closed when the mesh stops: an SDK client left to the garbage collector
+    # can lose its socket before its own close runs, and the ResourceWarning then fails
+    # whichever later test the collection happens in (issue 10).
+    clients: ExitStack = field(default_factory=ExitStack)
 
     @property
     def api(self) -> str:
         return f"{self.gateway.base_url}/v1"
 
     def client(self, **kwargs: Any) -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.api, api_key="anonymous", max_retries=0, **kwargs)
+        return self.clients.enter_context(
+            openai.OpenAI(base_url=self.api, api_key="anonymous", max_retries=0, **kwargs)
+        )
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +78,9 @@ def mesh() -> Iterator[Mesh]:
             "TIERGATE_GATEWAY_AUTH__URL": "",
         }
         with ServiceProcess("tiergate_gateway", "TIERGATE_GATEWAY_", gateway_env) as gateway:
-            yield Mesh(cpu=cpu, gateway=gateway)
+            mesh = Mesh(cpu=cpu, gateway=gateway)
+            with mesh.clients:
+                yield mesh
 
 
 def ask(text: str) -> list[ChatCompletionMessageParam]:

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tiergate_auth.app import create_app as create_auth
-from tiergate_auth.settings import AuthSettings, SmtpSettings
+from tiergate_auth.settings import AuthSettings, OtpSettings, SmtpSettings
 from tiergate_auth.sink import MailSink
 from tiergate_gateway.app import create_app as create_gateway
 from tiergate_gateway.settings import (
@@ -34,6 +34,7 @@ from tiergate_gateway.settings import (
     ResilienceSettings,
     TierPolicy,
 )
+from tiergate_proto.identity import Window
 from tiergate_rag.app import create_app as create_rag
 from tiergate_rag.settings import RagSettings
 from tiergate_testkit.asgi import serve_in_loop
@@ -41,7 +42,7 @@ from tiergate_testkit.fake_engine import FakeEngine
 
 # A request answered slower than this counts as a hang.
 HANG_S = 10.0
-EXAMPLES = 150
+EXAMPLES = 400
 SMALL = "tiergate-small"
 
 
@@ -63,6 +64,13 @@ async def mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Mesh]:
         admin_token="fuzz-admin-token-0123456789abcdefghij",
         internal_token="fuzz-internal-token-0123456789abcdefg",
         smtp=SmtpSettings(host="127.0.0.1", port=sink.port),
+        # Every request comes from 127.0.0.1: the per-address limits would turn all but the
+        # first 20 starts into 429s, and the campaign would stop reaching the code behind them.
+        otp=OtpSettings(
+            resend_cooldown_s=1,
+            per_ip=Window(limit=100_000, window_s=3600),
+            verify_per_ip=Window(limit=100_000, window_s=900),
+        ),
     )
     rag_settings = RagSettings(index_dir=str(root / "index"), corpus=[str(root / "corpus")])
     try:
@@ -203,9 +211,14 @@ def encoded(bodies: st.SearchStrategy[Any]) -> st.SearchStrategy[bytes]:
 
 
 CHAT_BODIES = encoded(mutated(VALID_CHAT, CHAT_FIELDS) | JSON)
+EMAILS = st.integers(0, 10**6).map(lambda n: f"fuzz-{n}@example.org")
 OTP_BODIES = encoded(
-    mutated({"email": "fuzz@example.org"}, ["email"])
-    | mutated({"email": "fuzz@example.org", "code": "123456"}, ["email", "code"])
+    EMAILS.flatmap(
+        lambda email: (
+            mutated({"email": email}, ["email"])
+            | mutated({"email": email, "code": "123456"}, ["email", "code"])
+        )
+    )
     | JSON
 )
 TOKEN_BODIES = encoded(mutated({"refresh_token": "tgr_x"}, ["refresh_token"]) | JSON)
