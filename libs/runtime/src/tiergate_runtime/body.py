@@ -82,10 +82,9 @@ async def read_json_object(request: Request[Any, Any, Any], limit: int) -> dict[
         raise InvalidRequest(
             f"The request body is not valid JSON: {exc}.", code="invalid_json"
         ) from None
-    except UnicodeDecodeError as exc:  # bytes that are not UTF-8 inside a string (issue 10)
+    except UnicodeDecodeError:  # bytes that are not UTF-8 inside a string (issue 10)
         raise InvalidRequest(
-            f"The request body is not valid UTF-8 (byte {exc.start}); JSON text must be UTF-8.",
-            code="invalid_json",
+            "The request body is not valid UTF-8; JSON text must be UTF-8.", code="invalid_json"
         ) from None
     except RecursionError:  # a few KB of "[[[[..." must be a 400, not a 500 (issue 2 review)
         raise InvalidRequest(
