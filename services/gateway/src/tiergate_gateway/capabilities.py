@@ -98,24 +98,18 @@ def needs_of(request: ChatCompletionRequest) -> Needs:
 def unmet(needs: Needs, caps: Capabilities, model: str) -> InvalidRequest | None:
     """The 400 for the first need `caps` does not meet, or None when the model fits."""
     shown = model[:128]
-    if needs.image and not caps.vision:
-        return InvalidRequest(
-            f"The model '{shown}' does not accept images (image_url content parts).",
-            param=needs.image,
-            code="unsupported_content",
-        )
-    if needs.audio and not caps.audio:
-        return InvalidRequest(
-            f"The model '{shown}' does not accept audio (input_audio content parts).",
-            param=needs.audio,
-            code="unsupported_content",
-        )
-    if needs.file and not caps.files:
-        return InvalidRequest(
-            f"The model '{shown}' does not accept files (file content parts).",
-            param=needs.file,
-            code="unsupported_content",
-        )
+    media = (
+        (needs.image, caps.vision, "images (image_url content parts)"),
+        (needs.audio, caps.audio, "audio (input_audio content parts)"),
+        (needs.file, caps.files, "files (file content parts)"),
+    )
+    for param, accepted, what in media:
+        if param and not accepted:
+            return InvalidRequest(
+                f"The model '{shown}' does not accept {what}.",
+                param=param,
+                code="unsupported_content",
+            )
     if needs.tool_call and not caps.tools:
         return InvalidRequest(
             f"The model '{shown}' cannot call tools, so a tool call cannot be required; "
