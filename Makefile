@@ -6,7 +6,7 @@ export UV_PYTHON_DOWNLOADS := never
 BOOTSTRAP = scripts/bootstrap.sh
 VENV_BIN = .venv/bin
 
-.PHONY: help setup run test lint typecheck fmt schemas check-schemas
+.PHONY: help setup run test test-fast lint typecheck fmt schemas check-schemas settings-doc
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -19,6 +19,10 @@ run: setup ## Start the whole mesh (cpu-llm + gateway) on 127.0.0.1:8080; Ctrl-C
 
 test: setup lint typecheck check-schemas ## Everything CI checks: lint, types, schemas, all tests
 	$(VENV_BIN)/pytest
+
+# Tests that start a model process are marked `model` by tests/conftest.py (nobody marks them).
+test-fast: setup lint typecheck ## Lint, types and every test that starts no model, on 2 workers (~1 min)
+	$(VENV_BIN)/pytest -n 2 -m "not model"
 
 lint: setup ## ruff lint and format check
 	$(VENV_BIN)/ruff check .
@@ -37,6 +41,9 @@ schemas: setup ## Regenerate the committed JSON Schemas from the proto Structs
 
 check-schemas: setup ## Fail if the committed JSON Schemas are stale
 	$(VENV_BIN)/python -m tiergate_proto.schemas --check
+
+settings-doc: setup ## Regenerate docs/settings.md from the settings Structs and their docstrings
+	$(VENV_BIN)/python -m tiergate_runtime.settings_doc
 
 .PHONY: bench
 bench: setup ## Benchmark the gateway vs direct, nginx and LiteLLM (ARGS="--quick" for a smoke run)

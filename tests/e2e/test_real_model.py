@@ -408,7 +408,7 @@ def test_metrics_exposed(mesh: Mesh) -> None:
     for family in (
         "tiergate_gateway_http_requests_total",
         "tiergate_gateway_http_request_duration_seconds_bucket",
-        "tiergate_gateway_chat_completions_total",
+        "tiergate_gateway_upstream_calls_total",
         "tiergate_gateway_time_to_first_token_seconds_bucket",
         "tiergate_gateway_tokens_total",
     ):

@@ -42,7 +42,7 @@ def gateway_settings(engine_url: str, **backend: object) -> GatewaySettings:
         backends={
             "cpu": BackendSettings(
                 base_url=f"{engine_url}/v1",
-                kind="openai",
+                kind="vllm",  # the fake engine stands in for vLLM (reads extras: `fake`)
                 health_url=f"{engine_url}/health",
                 read_timeout_s=READ_TIMEOUT_S,
                 **backend,  # type: ignore[arg-type]
@@ -89,3 +89,55 @@ async def running(settings: GatewaySettings, engine: FakeEngine) -> AsyncIterato
     app = create_app(settings)
     async with serve_in_loop(app) as url, httpx.AsyncClient(base_url=url, timeout=10) as client:
         yield Gateway(url=url, client=client, engine=engine)
+
+
+class ResponsesSchema:
+    """OpenAI's Responses API schemas (`openai_responses_schema.json`; its `$comment` says
+    where they come from). `validate` raises AssertionError naming every violation and returns
+    the parsed body; `validate_event` picks the event's own schema from its `type`."""
+
+    def __init__(self) -> None:
+        import json
+        from pathlib import Path
+
+        from jsonschema import Draft202012Validator
+
+        path = Path(__file__).with_name("openai_responses_schema.json")
+        self._document: dict[str, Any] = json.loads(path.read_text())
+        Draft202012Validator.check_schema(self._document)
+        self._validators: dict[str, Draft202012Validator] = {}
+        self.event_schemas: dict[str, str] = {}
+        for ref in self._document["$defs"]["ResponseStreamEvent"]["anyOf"]:
+            name = ref["$ref"].rsplit("/", 1)[1]
+            (kind,) = self._document["$defs"][name]["properties"]["type"]["enum"]
+            self.event_schemas[kind] = name
+
+    def validate(self, name: str, body: bytes | str | dict[str, Any]) -> Any:
+        import json
+
+        from jsonschema import Draft202012Validator
+
+        value = json.loads(body) if isinstance(body, bytes | str) else body
+        validator = self._validators.get(name)
+        if validator is None:
+            validator = Draft202012Validator({**self._document, "$ref": f"#/$defs/{name}"})
+            self._validators[name] = validator
+        errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
+        if errors:
+            lines = [f"  at {e.json_path}: {e.message[:300]}" for e in errors]
+            raise AssertionError(f"not a valid {name}:\n" + "\n".join(lines) + f"\n{value}")
+        return value
+
+    def validate_event(self, body: bytes | str | dict[str, Any]) -> Any:
+        import json
+
+        value = json.loads(body) if isinstance(body, bytes | str) else body
+        assert value.get("type") in self.event_schemas, f"not an event type: {value.get('type')}"
+        self.validate("ResponseStreamEvent", value)
+        return self.validate(self.event_schemas[value["type"]], value)
+
+
+@pytest.fixture(scope="session")
+def responses_schema() -> ResponsesSchema:
+    """OpenAI's Responses API schemas, to check every `Response` and event we produce."""
+    return ResponsesSchema()

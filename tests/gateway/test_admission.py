@@ -338,10 +338,14 @@ async def test_slots_are_learned_from_the_engine_and_split_across_workers() -> N
 def test_a_shed_probe_is_given_back_not_counted() -> None:
     now = [0.0]
     breakers = Breakers(threshold=1, cooldown_s=10, clock=lambda: now[0])
-    breakers.failure("cpu")
+    first = breakers.acquire("cpu")
+    assert first is not None
+    first.failure()
     now[0] = 11.0
-    assert breakers.allows("cpu")  # the half-open probe, claimed ...
-    assert not breakers.allows("cpu")
-    breakers.neutral("cpu")  # ... and shed before the engine saw it
+    probe = breakers.acquire("cpu")  # the half-open probe, claimed ...
+    assert probe is not None
+    assert probe.probe
+    assert breakers.acquire("cpu") is None
+    probe.neutral()  # ... and shed before the engine saw it
     assert breakers.state("cpu") == "half_open"
-    assert breakers.allows("cpu")  # the next request may probe
+    assert breakers.acquire("cpu") is not None  # the next request may probe

@@ -127,7 +127,10 @@ async def test_models_list_and_get(gateway: Gateway) -> None:
     listed = validate_model_list((await gateway.client.get("/v1/models")).content)
     assert listed["object"] == "list"
     assert [m["id"] for m in listed["data"]] == [ALIAS]
-    assert set(listed["data"][0]) == {"id", "object", "created", "owned_by"}
+    assert set(listed["data"][0]) == {"id", "object", "created", "owned_by", "capabilities"}
+    capabilities = listed["data"][0]["capabilities"]
+    assert capabilities["chat"] is True
+    assert capabilities["embeddings"] is False
     one = await gateway.client.get(f"/v1/models/{ALIAS}")
     assert validate_model(one.content)["id"] == ALIAS
     head = await gateway.client.head("/v1/models")
@@ -152,8 +155,8 @@ async def test_health_ready_and_metrics(gateway: Gateway, engine: FakeEngine) ->
     await gateway.client.post("/v1/chat/completions", json=chat_body(stream=True))
     metrics = (await gateway.client.get("/metrics")).text
     assert (
-        'tiergate_gateway_chat_completions_total{backend="cpu",mode="json",model="tiergate-small",'
-        'outcome="ok"} 1.0' in metrics
+        'tiergate_gateway_upstream_calls_total{api="chat",backend="cpu",mode="json",'
+        'model="tiergate-small",outcome="ok"} 1.0' in metrics
     )
     assert (
         'tiergate_gateway_tokens_total{backend="cpu",kind="completion",model="tiergate-small"}'

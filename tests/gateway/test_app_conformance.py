@@ -165,7 +165,7 @@ async def test_a_malformed_event_mid_stream_ends_with_our_error_then_done(
     metrics = (await gateway.client.get("/metrics")).text
     assert 'tiergate_gateway_upstream_errors_total{backend="cpu",kind="midstream"} 1.0' in metrics
     assert (
-        'tiergate_gateway_chat_completions_total{backend="cpu",mode="stream",'
+        'tiergate_gateway_upstream_calls_total{api="chat",backend="cpu",mode="stream",'
         'model="tiergate-small",outcome="upstream_error"} 1.0' in metrics
     )
     assert last_chat(gateway.engine).outcome == "malformed"

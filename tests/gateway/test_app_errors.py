@@ -407,6 +407,6 @@ async def test_upstream_error_metrics_are_counted(engine: FakeEngine) -> None:
     assert 'tiergate_gateway_upstream_errors_total{backend="cpu",kind="status"} 3.0' in metrics
     assert 'tiergate_gateway_upstream_errors_total{backend="cpu",kind="midstream"} 1.0' in metrics
     assert (
-        'tiergate_gateway_chat_completions_total{backend="cpu",mode="stream",'
+        'tiergate_gateway_upstream_calls_total{api="chat",backend="cpu",mode="stream",'
         'model="tiergate-small",outcome="upstream_error"} 1.0' in metrics
     )

@@ -149,7 +149,8 @@ async def test_past_the_queue_bound_503_in_milliseconds_the_rest_answered(
     assert 'tiergate_gateway_breaker_state{backend="cpu"} 1.0' not in metrics
     assert metric(
         metrics,
-        "tiergate_gateway_chat_completions_total",
+        "tiergate_gateway_upstream_calls_total",
+        api="chat",
         model=ALIAS,
         mode=("stream" if stream else "json"),
         outcome="overloaded",

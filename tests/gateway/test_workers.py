@@ -77,7 +77,7 @@ def test_two_workers_share_socket_metrics_and_fate(fake_engine: str) -> None:
             with httpx.Client(base_url=service.base_url, timeout=10) as client:
                 assert client.post("/v1/chat/completions", json=body).status_code == 200
         pattern = re.compile(
-            r'tiergate_gateway_chat_completions_total\{backend="cpu",mode="json",'
+            r'tiergate_gateway_upstream_calls_total\{api="chat",backend="cpu",mode="json",'
             r'model="small",outcome="ok"\} (\S+)'
         )
         for _ in range(6):  # whichever worker answers, it reports the sum

@@ -13,6 +13,15 @@ NAMES = {
     "ChatCompletionChunk.json",
     "ModelList.json",
     "Model.json",
+    # legacy completions and embeddings
+    "CompletionRequest.json",
+    "TextCompletion.json",
+    "EmbeddingRequest.json",
+    "EmbeddingList.json",
+    # Responses API
+    "ResponseCreateRequest.json",
+    "Response.json",
+    "StoredResponse.json",
     "ErrorEnvelope.json",
     # identity (issue 4)
     "OtpStartRequest.json",

@@ -17,7 +17,7 @@ from tiergate_runtime.errors import InvalidRequest, PayloadTooLarge, Unsupported
 from tiergate_runtime.settings import field_path
 from tiergate_runtime.upstream import ClientGone
 
-__all__ = ["read_json_object", "read_struct", "validation_error"]
+__all__ = ["read_json_object", "read_sized_json_object", "read_struct", "validation_error"]
 
 T = TypeVar("T")
 _decode_json = msgspec.json.Decoder().decode
@@ -70,6 +70,14 @@ def validation_error(exc: msgspec.ValidationError) -> InvalidRequest:
 
 async def read_json_object(request: Request[Any, Any, Any], limit: int) -> dict[str, Any]:
     """The body as a JSON object; InvalidRequest (400), PayloadTooLarge or 415 otherwise."""
+    raw, _ = await read_sized_json_object(request, limit)
+    return raw
+
+
+async def read_sized_json_object(
+    request: Request[Any, Any, Any], limit: int
+) -> tuple[dict[str, Any], int]:
+    """`read_json_object` and the body's size in bytes."""
     _check_content_type(request)
     body = await _read_body(request, limit)
     if not body.strip():
@@ -92,7 +100,7 @@ async def read_json_object(request: Request[Any, Any, Any], limit: int) -> dict[
         ) from None
     if not isinstance(raw, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
-    return raw
+    return raw, len(body)
 
 
 async def read_struct(request: Request[Any, Any, Any], tp: type[T], limit: int) -> T:

@@ -48,3 +48,8 @@ class KeyLayout:
     def otp_cooldown(self, email_digest: str) -> str:
         """Set while a new code may not be sent to the address yet."""
         return f"{self.prefix}:otp:{{{email_digest}}}:cd"
+
+    def response(self, response_id: str) -> str:
+        """A stored Responses-API response (JSON `StoredResponse`: its owner, the
+        conversation so far, the response), kept for `previous_response_id` with a TTL."""
+        return f"{self.prefix}:resp:{response_id}"

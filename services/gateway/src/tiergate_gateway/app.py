@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -16,7 +16,8 @@ from prometheus_client import CollectorRegistry
 
 from tiergate_gateway.breaker import Breakers
 from tiergate_gateway.catalog import Catalog
-from tiergate_gateway.chat import ChatService
+from tiergate_gateway.endpoints.chat import ChatEndpoint
+from tiergate_gateway.endpoints.completions import CompletionsEndpoint, EmbeddingsEndpoint
 from tiergate_gateway.gate import Gate
 from tiergate_gateway.grounding import Grounder
 from tiergate_gateway.identity.directory import (
@@ -30,6 +31,8 @@ from tiergate_gateway.identity.jwks import JwksCache
 from tiergate_gateway.identity.resolver import IdentityResolver
 from tiergate_gateway.limits import GatewayLimits
 from tiergate_gateway.metrics import GatewayMetrics
+from tiergate_gateway.pipeline.act import Act
+from tiergate_gateway.pipeline.run import Pipeline
 from tiergate_gateway.readiness import BackendProber
 from tiergate_gateway.routing.router import Router
 from tiergate_gateway.settings import GatewaySettings, load, validate
@@ -51,16 +54,24 @@ from tiergate_state.keys import KeyLayout
 from tiergate_state.limits import Limiter, ResilientLimiter
 from tiergate_state.store import connect
 
-__all__ = ["create_app", "from_environment"]
+__all__ = ["ENDPOINTS", "create_app", "from_environment"]
+
+ENDPOINTS = (ChatEndpoint(), CompletionsEndpoint(), EmbeddingsEndpoint())
+"""The OpenAI endpoints on the pipeline."""
 
 
 def create_app(
-    settings: GatewaySettings, *, tracer_provider: TracerProvider | None = None
+    settings: GatewaySettings,
+    *,
+    tracer_provider: TracerProvider | None = None,
+    transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
 ) -> Litestar:
     """Build the gateway app from validated settings (validated again here, cheaply).
 
     `tracer_provider` overrides the one built from `settings.tracing` (tests pass an
-    in-memory exporter); with neither, no spans are made.
+    in-memory exporter); with neither, no spans are made. `transports`: backend name → the
+    transport its requests go through instead of a connection pool (`httpx.MockTransport`
+    in tests that need no sockets).
     """
     validate(settings)
     provider = tracer_provider or configure_tracing(settings.tracing, "gateway")
@@ -68,7 +79,11 @@ def create_app(
     registry = CollectorRegistry()
     metrics = GatewayMetrics(registry)
     catalog = Catalog(settings)
-    upstreams = {name: Upstream(name, b, metrics) for name, b in settings.backends.items()}
+    injected = transports or {}
+    upstreams = {
+        name: Upstream(name, b, metrics, transport=injected.get(name))
+        for name, b in settings.backends.items()
+    }
     store = connect(settings.store)
     auth_client = httpx.AsyncClient(
         timeout=settings.auth.timeout_s, cookies=no_cookies(), trust_env=False
@@ -93,19 +108,16 @@ def create_app(
         workers=settings.server.workers,
         learn_interval_s=settings.health_probe_interval_s,
     )
-    chat = ChatService(
-        catalog,
+    act = Act(
         upstreams,
         metrics,
-        gate,
-        router=router,
         wake=wake,
         breakers=Breakers(
             settings.resilience.breaker_threshold,
             settings.resilience.breaker_cooldown_s,
             metrics.breaker_state,
         ),
-        retries=settings.resilience.retries,
+        shedding=shedding,
         grounder=(
             Grounder(
                 auth_client,
@@ -117,9 +129,10 @@ def create_app(
             if settings.rag.url is not None
             else None
         ),
-        max_body_bytes=settings.max_body_bytes,
-        tracer=tracer,
-        shedding=shedding,
+        retries=settings.resilience.retries,
+    )
+    pipeline = Pipeline(
+        catalog, gate, router, act, max_body_bytes=settings.max_body_bytes, tracer=tracer
     )
     prober = BackendProber(settings)
     auth_proxy = _auth_proxy(settings, auth_client)
@@ -146,10 +159,13 @@ def create_app(
             if provider is not None and tracer_provider is None:
                 provider.shutdown()  # flushes spans not yet exported
 
-    chat_completions = asgi("/v1/chat/completions", copy_scope=False, include_in_schema=False)(chat)
+    endpoints = [
+        asgi(endpoint.path, copy_scope=False, include_in_schema=False)(pipeline.handler(endpoint))
+        for endpoint in ENDPOINTS
+    ]
 
     app = service_app(
-        [chat_completions, *_public_routes(settings, catalog, gate, auth_proxy)],
+        [*endpoints, *_public_routes(settings, catalog, gate, auth_proxy)],
         registry=registry,
         http_metrics=metrics.http,
         lifespan=lifespan,

@@ -8,7 +8,7 @@ import msgspec
 
 from tiergate_gateway.capabilities import TEXT_ONLY, Capabilities
 from tiergate_gateway.settings import GatewaySettings, ModelAlias
-from tiergate_proto.openai import Model, ModelList
+from tiergate_proto.openai import Model, ModelCapabilities, ModelList
 
 __all__ = ["Catalog", "Route"]
 
@@ -22,6 +22,8 @@ class Route:
     engine_model: str
     routed: bool = False
     caps: Capabilities = TEXT_ONLY
+    endpoints: frozenset[str] = frozenset({"chat", "completions"})
+    """The APIs the model serves (`chat`, `completions`, `embeddings`)."""
 
 
 class Catalog:
@@ -35,6 +37,7 @@ class Catalog:
                 engine_model=m.engine_model,
                 routed=m.routed,
                 caps=Capabilities(vision=m.vision, audio=m.audio, files=m.files, tools=m.tools),
+                endpoints=frozenset(m.endpoints),
             )
             for m in settings.models
         }
@@ -45,7 +48,19 @@ class Catalog:
 
     @staticmethod
     def _model(alias: ModelAlias) -> Model:
-        return Model(id=alias.id, created=alias.created, owned_by=alias.owned_by)
+        chat = "chat" in alias.endpoints
+        return Model(
+            id=alias.id,
+            created=alias.created,
+            owned_by=alias.owned_by,
+            capabilities=ModelCapabilities(
+                chat=chat,
+                completions="completions" in alias.endpoints,
+                embeddings="embeddings" in alias.endpoints,
+                vision=chat and alias.vision,
+                tools=chat and alias.tools,
+            ),
+        )
 
     def route(self, model_id: str) -> Route | None:
         """The route for a public model id, or None if there is no such model."""

@@ -35,7 +35,7 @@ from tiergate_proto.openai.messages import (
     ToolMessage,
     UserMessage,
 )
-from tiergate_runtime.body import read_json_object, validation_error
+from tiergate_runtime.body import read_sized_json_object, validation_error
 from tiergate_runtime.errors import InvalidRequest
 
 __all__ = ["ParsedChat", "check_request", "parse_chat_request"]
@@ -62,6 +62,8 @@ class ParsedChat:
     request: ChatCompletionRequest
     raw: dict[str, Any]
     needs: Needs
+    size: int = 0
+    """Bytes of the body."""
 
 
 def _check_message(index: int, message: dict[str, Any]) -> None:
@@ -108,10 +110,10 @@ def check_request(request: ChatCompletionRequest, raw: dict[str, Any]) -> None:
 
 async def parse_chat_request(request: Request[Any, Any, Any], limit: int) -> ParsedChat:
     """Read and validate the body; raise InvalidRequest (400), 413 or 415 on bad input."""
-    raw = await read_json_object(request, limit)
+    raw, size = await read_sized_json_object(request, limit)
     try:
         parsed = msgspec.convert(raw, ChatCompletionRequest)
     except msgspec.ValidationError as exc:
         raise validation_error(exc) from None
     check_request(parsed, raw)
-    return ParsedChat(request=parsed, raw=raw, needs=needs_of(parsed))
+    return ParsedChat(request=parsed, raw=raw, needs=needs_of(parsed), size=size)

@@ -31,11 +31,15 @@ INSTRUCTION = (
 
 @dataclass(frozen=True, slots=True)
 class Grounding:
-    """What grounding did for one request: the sources used, or why there are none."""
+    """What grounding found for one request: the sources, or why there are none."""
 
     sources: list[SearchHit]
     status: str
     """`grounded`, or `ungrounded; reason=…` (no_query, no_sources, timeout, error)."""
+    message: dict[str, Any] | None = None
+    """The system message of numbered sources to put before the conversation."""
+    sources_field: bytes = b""
+    """`,"tiergate_sources":[…]`: added to a non-streaming answer's top level."""
 
 
 def _message(hits: list[SearchHit], max_chars: int) -> dict[str, Any]:
@@ -57,9 +61,12 @@ class Grounder:
         self._timeout_s = timeout_s
         self._k = k
         self._max_chars = max_chars
+        self.max_added_chars = len(INSTRUCTION) + k * (max_chars + 200)
+        """The most a grounding message adds to a prompt (the token reservation's allowance;
+        200 per source for its number, title and heading path)."""
 
     async def ground(self, raw: dict[str, Any]) -> Grounding:
-        """Search for the last user turn; on success insert the sources into `raw`."""
+        """Search for the last user turn of a chat body; reads `raw`, changes nothing."""
         query = last_user_text(raw).strip()[:1000]
         if not query:
             return Grounding([], "ungrounded; reason=no_query")
@@ -80,16 +87,9 @@ class Grounder:
             return Grounding([], "ungrounded; reason=error")
         if not hits:
             return Grounding([], "ungrounded; reason=no_sources")
-        messages = raw.get("messages")
-        if isinstance(messages, list):
-            # After the caller's own leading system messages, before the conversation.
-            at = next(
-                (
-                    i
-                    for i, m in enumerate(messages)
-                    if not (isinstance(m, dict) and m.get("role") == "system")
-                ),
-                len(messages),
-            )
-            messages.insert(at, _message(hits, self._max_chars))
-        return Grounding(hits, "grounded")
+        return Grounding(
+            hits,
+            "grounded",
+            message=_message(hits, self._max_chars),
+            sources_field=b',"tiergate_sources":' + _encode(hits),
+        )

@@ -27,17 +27,18 @@ class GatewayMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.http = HttpMetrics(registry, NAMESPACE)
-        self.chat = Counter(
-            "chat_completions",
-            "Chat completions relayed, by public model, backend, mode and outcome.",
-            ["model", "backend", "mode", "outcome"],
+        self.calls = Counter(
+            "upstream_calls",
+            "Upstream attempts (a fallback makes two), by API, public model, backend, mode and "
+            "outcome.",
+            ["api", "model", "backend", "mode", "outcome"],
             namespace=NAMESPACE,
             registry=registry,
         )
-        self.chat_duration = Histogram(
-            "chat_completion_duration_seconds",
-            "From request received to the last byte relayed.",
-            ["model", "backend", "mode"],
+        self.call_duration = Histogram(
+            "upstream_call_duration_seconds",
+            "From the attempt's start to the last byte relayed.",
+            ["api", "model", "backend", "mode"],
             namespace=NAMESPACE,
             registry=registry,
             buckets=LATENCY_BUCKETS,

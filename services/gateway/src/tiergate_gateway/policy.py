@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,10 +61,18 @@ def effective_policy(principal: Principal, tier: TierPolicy, lease_s: float) -> 
     )
 
 
-def apply_policy(policy: EffectivePolicy, model_id: str, raw: dict[str, Any]) -> int:
-    """Check the request against the policy and clamp its token cap in `raw`; the cap used.
+def apply_policy(
+    policy: EffectivePolicy,
+    model_id: str,
+    raw: Mapping[str, Any],
+    *,
+    tools: bool,
+    cap_fields: tuple[str, ...] = _TOKEN_FIELDS,
+) -> int | None:
+    """Check the request against the policy; the clamped token cap (None: no answer tokens).
 
-    Raises Forbidden for a model or tools the tier may not use.
+    Raises Forbidden for a model or tools (`tools`: the request offers some) the tier may not
+    use. Changes nothing: the cap is written into the upstream body by `pipeline/body.py`.
     """
     if not policy.allows_model(model_id):
         raise Forbidden(
@@ -71,18 +80,18 @@ def apply_policy(policy: EffectivePolicy, model_id: str, raw: dict[str, Any]) ->
             param="model",
             code="model_not_allowed",
         )
-    if not policy.tools and (raw.get("tools") or raw.get("functions")):
+    if not policy.tools and tools:
         raise Forbidden(
             f"The '{policy.tier}' tier may not use tools.", param="tools", code="tools_not_allowed"
         )
-    asked: list[int] = [raw[name] for name in _TOKEN_FIELDS if isinstance(raw.get(name), int)]
-    used = min([policy.max_tokens, *asked])
-    present = [name for name in _TOKEN_FIELDS if name in raw and raw[name] is not None]
-    for name in present or ["max_tokens"]:
-        raw[name] = used
-    return used
+    if not cap_fields:
+        return None
+    asked: list[int] = [raw[name] for name in cap_fields if isinstance(raw.get(name), int)]
+    return min([policy.max_tokens, *asked])
 
 
-def estimate_tokens(body_size: int, max_tokens: int, chars_per_token: float) -> int:
-    """Tokens to reserve before the call: a cautious prompt estimate plus the answer's cap."""
-    return int(body_size / chars_per_token) + max_tokens
+def estimate_tokens(body_size: int, max_tokens: int | None, chars_per_token: float) -> int:
+    """Tokens to reserve before the call: a cautious prompt estimate plus the answer's cap.
+
+    `body_size` includes what the gateway may add (the grounding allowance)."""
+    return int(body_size / chars_per_token) + (max_tokens or 0)

@@ -42,6 +42,7 @@ Name = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 ModelId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")]
 EngineModelId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 EngineKind = Literal["llamacpp", "vllm", "sglang", "openai"]
+ApiName = Literal["chat", "completions", "embeddings"]
 
 
 def _url_problem(url: str) -> str | None:
@@ -82,18 +83,40 @@ class WakeSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     ready_timeout_s: Seconds = 900.0
 
 
+HeaderName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")]
+
+
 class BackendSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """One upstream that speaks the OpenAI API.
+    """One upstream that speaks the OpenAI API, spoken to by the adapter of its `kind`.
 
     `base_url` includes the API prefix (`http://127.0.0.1:8083/v1`); requests go to
-    `base_url + "/chat/completions"`. `read_timeout_s` bounds every wait for bytes from the
-    upstream: the response head (for a non-streaming call, the whole generation) and each
-    gap between stream chunks. `health_url` is probed for `/readyz`.
+    `base_url + "/chat/completions"` (`/completions`, `/embeddings`). `read_timeout_s` bounds
+    every wait for bytes from the upstream: the response head (for a non-streaming call, the
+    whole generation) and each gap between stream chunks. `health_url` is probed for
+    `/readyz`.
     """
 
     base_url: str
     kind: EngineKind = "openai"
+    """`llamacpp`, `vllm`, `sglang`: an engine of ours; every request field is forwarded
+    (engines read extras such as `top_k`). `openai`: a remote OpenAI-compatible API; only
+    the fields of OpenAI's published request schema are forwarded (upstream/adapters.py)."""
     api_key: str | None = None
+    """Sent as `<auth_header>: <auth_scheme> <api_key>`. From the environment:
+    `TIERGATE_GATEWAY_BACKENDS__<NAME>__API_KEY`."""
+    api_key_file: str | None = None
+    """A file holding the key (first line); re-read when it changes, so a rotated key is
+    used without a restart. Not together with `api_key`."""
+    auth_header: HeaderName | None = None
+    """The header that carries the key (e.g. `api-key` for Azure, `x-api-key`). Unset:
+    `authorization`. Only with a key."""
+    auth_scheme: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._-]{0,32}$")] | None = None
+    """Written before the key; empty: the key alone. Unset: `Bearer` in `authorization`, the
+    key alone in any other header. Only with a key."""
+    stream_usage: bool = True
+    """Streams ask the upstream for usage (`stream_options.include_usage`), so that tokens
+    are counted exactly; false for an API that rejects `stream_options` (then the token
+    reservation stands)."""
     connect_timeout_s: Seconds = 2.0
     read_timeout_s: Seconds = 300.0
     write_timeout_s: Seconds = 30.0
@@ -149,6 +172,10 @@ class ModelAlias(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     """Can call tools (its chat template emits tool calls; llama.cpp's `/props` says so as
     `chat_template_caps.supports_tools`). False: a request that *requires* a tool call
     (`tool_choice` "required" or a named tool) is a 400; with "auto" tools are forwarded."""
+    endpoints: frozenset[ApiName] = frozenset({"chat", "completions"})
+    """The APIs it serves: `chat` (also `/v1/responses`, translated to chat), `completions`
+    (legacy text completions), `embeddings`. A request to another is a 400; `/v1/models`
+    lists them as the model's `capabilities`."""
 
 
 class TierPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -259,6 +286,14 @@ class ResilienceSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     """How long an open breaker skips its backend before one probe request is let through."""
 
 
+class ResponsesSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The Responses API (`POST /v1/responses`)."""
+
+    ttl_s: Annotated[float, msgspec.Meta(ge=60, le=30 * 86400)] = 86400.0
+    """How long a stored response (`store`, the default) can be continued with
+    `previous_response_id`; kept in the shared store, per subject."""
+
+
 def _default_server() -> ServerSettings:
     return ServerSettings(port=8080)
 
@@ -297,6 +332,7 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
     resilience: ResilienceSettings = msgspec.field(default_factory=ResilienceSettings)
     rag: RagLink = msgspec.field(default_factory=RagLink)
+    responses: ResponsesSettings = msgspec.field(default_factory=ResponsesSettings)
     trusted_proxies: list[str] = []
     """Peers whose `X-Forwarded-For` is believed (load balancers in front of the gateway)."""
     browser: BrowserSettings = msgspec.field(default_factory=BrowserSettings)
@@ -308,17 +344,36 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     """Languages the detector tells apart (only loaded if a route names a language)."""
 
 
+def _check_backend(name: str, backend: BackendSettings) -> None:
+    for field, url in (("base_url", backend.base_url), ("health_url", backend.health_url)):
+        problem = _url_problem(url) if url is not None else None
+        if problem is not None:
+            raise SettingsError(f"invalid setting backends.{name}.{field}: {problem}")
+    if backend.api_key is not None and backend.api_key_file is not None:
+        raise SettingsError(
+            f"invalid setting backends.{name}.api_key_file: set api_key or api_key_file, not both"
+        )
+    if backend.api_key is None and backend.api_key_file is None:
+        for field in ("auth_header", "auth_scheme"):
+            if getattr(backend, field) is not None:
+                raise SettingsError(
+                    f"invalid setting backends.{name}.{field}: unused without api_key or "
+                    "api_key_file"
+                )
+    if backend.api_key_file is not None and not os.access(backend.api_key_file, os.R_OK):
+        raise SettingsError(
+            f"invalid setting backends.{name}.api_key_file: cannot read {backend.api_key_file!r}"
+        )
+    if backend.max_queue is not None and backend.slots is None and backend.kind != "llamacpp":
+        raise SettingsError(
+            f"invalid setting backends.{name}.max_queue: needs backends.{name}.slots "
+            f"(a {backend.kind} backend's slots are not learned from the engine)"
+        )
+
+
 def _check_models(settings: GatewaySettings) -> set[str]:
     for name, backend in settings.backends.items():
-        for field, url in (("base_url", backend.base_url), ("health_url", backend.health_url)):
-            problem = _url_problem(url) if url is not None else None
-            if problem is not None:
-                raise SettingsError(f"invalid setting backends.{name}.{field}: {problem}")
-        if backend.max_queue is not None and backend.slots is None and backend.kind != "llamacpp":
-            raise SettingsError(
-                f"invalid setting backends.{name}.max_queue: needs backends.{name}.slots "
-                f"(a {backend.kind} backend's slots are not learned from the engine)"
-            )
+        _check_backend(name, backend)
     seen: set[str] = set()
     for index, model in enumerate(settings.models):
         if model.backend not in settings.backends:
@@ -329,6 +384,8 @@ def _check_models(settings: GatewaySettings) -> set[str]:
             )
         if model.id in seen:
             raise SettingsError(f"invalid setting models[{index}].id: duplicate model {model.id!r}")
+        if not model.endpoints:
+            raise SettingsError(f"invalid setting models[{index}].endpoints: name at least one")
         seen.add(model.id)
     return seen
 

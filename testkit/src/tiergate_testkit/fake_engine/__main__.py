@@ -48,8 +48,15 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--slots",
         type=int,
-        help="serve at most N chat completions at once, the rest wait (llama.cpp's --parallel);"
+        help="serve at most N requests (chat, completions, embeddings) at once, the rest wait"
+        " (llama.cpp's --parallel);"
         " also answers /props and /slots",
+    )
+    parser.add_argument(
+        "--embedding-dim",
+        type=int,
+        default=16,
+        help="length of every /v1/embeddings vector (default %(default)s)",
     )
     parser.add_argument(
         "--default-fake",
@@ -84,6 +91,7 @@ async def _run(args: argparse.Namespace) -> None:
         ready_file=args.ready_file,
         scaled_to_zero=args.scaled_to_zero,
         slots=args.slots,
+        embedding_dim=args.embedding_dim,
         default_fake=json.loads(args.default_fake) if args.default_fake else None,
     )
     stop = asyncio.Event()

@@ -36,7 +36,7 @@ class ToolCall(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
 
 
 class Behaviour(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """How the fake answers one chat completion request.
+    """How the fake answers one request: a chat completion, legacy completion or embeddings.
 
     Sent as the top-level body field `"fake": {...}`; every field is optional and
     the empty object means "answer normally". Unknown fields and impossible

@@ -15,9 +15,11 @@ import msgspec
 from tiergate_testkit.fake_engine import responses
 from tiergate_testkit.fake_engine.behaviour import Behaviour
 from tiergate_testkit.fake_engine.chat import answer_chat
+from tiergate_testkit.fake_engine.embeddings import EmbeddingRequest, answer_embeddings
 from tiergate_testkit.fake_engine.recording import Outcome, RecordedRequest, Recorder
 from tiergate_testkit.fake_engine.request import ChatRequest
 from tiergate_testkit.fake_engine.server import ClientGone, Exchange, HttpServer
+from tiergate_testkit.fake_engine.text import TextRequest, answer_text
 
 __all__ = ["FakeEngine"]
 
@@ -26,6 +28,8 @@ _ROUTES: dict[str, str] = {
     "/health": "GET",
     "/v1/models": "GET",
     "/v1/chat/completions": "POST",
+    "/v1/completions": "POST",
+    "/v1/embeddings": "POST",
     # vLLM's sleep mode (--enable-sleep-mode) and SGLang's memory release, as GPU engines
     # offer them: the engine stays up but gives its GPU memory back.
     "/sleep": "POST",
@@ -41,6 +45,11 @@ _ROUTES: dict[str, str] = {
     # llama.cpp's server properties and slot monitor: answered only with `slots` set.
     "/props": "GET",
     "/slots": "GET",
+}
+_REQUESTS: dict[str, type[ChatRequest | TextRequest | EmbeddingRequest]] = {
+    "/v1/chat/completions": ChatRequest,
+    "/v1/completions": TextRequest,
+    "/v1/embeddings": EmbeddingRequest,
 }
 _SLEEP_PATHS = {"/sleep": True, "/release_memory_occupation": True}
 _WAKE_PATHS = {"/wake_up": False, "/resume_memory_occupation": False}
@@ -65,17 +74,23 @@ class FakeEngine:
         scaled_to_zero: bool = False,
         default_fake: dict[str, object] | None = None,
         slots: int | None = None,
+        embedding_dim: int = 16,
     ) -> None:
         """`load_time_s`: `/health` answers 503 ("loading") for this long after start, as a
         GPU engine does while it loads weights. `ready_file`: `/health` answers 503 until
         this file exists (an engine that cannot load until something changes).
         `scaled_to_zero`: a platform's GPU service that is down until `POST /_fake/wake`
         (then `load_time_s` to load); `wakes` counts those calls. `slots`: like llama.cpp's
-        `--parallel`, at most this many chat completions are served at once and the rest
-        wait inside the engine, oldest first (with `fake` delays, a fixed service rate);
-        `/props` and `/slots` then say so. None: no limit, and no such endpoints."""
+        `--parallel`, at most this many chat completions, completions and embeddings are
+        served at once and the rest wait inside the engine, oldest first (with `fake` delays,
+        a fixed service rate); `/props` and `/slots` then say so. None: no limit, and no such
+        endpoints. `embedding_dim`: the length of every `/v1/embeddings` vector (less with
+        the request's `dimensions`)."""
         if slots is not None and slots < 1:
             raise ValueError("slots must be at least 1")
+        if embedding_dim < 1:
+            raise ValueError("embedding_dim must be at least 1")
+        self.embedding_dim = embedding_dim
         self.slots = slots
         self._slot_gate = asyncio.Semaphore(slots) if slots is not None else None
         self.busy = 0
@@ -189,8 +204,13 @@ class FakeEngine:
             return await _ok(exchange, record, responses.models_list(self.models, self._created))
         if exchange.path in {"/props", "/slots"}:
             return await self._slot_info(exchange, record)
+        return await self._generate(exchange, record)
+
+    async def _generate(self, exchange: Exchange, record: RecordedRequest) -> Outcome:
+        """A chat completion, legacy completion or embeddings: decode, check, hold a slot."""
+        kind = _REQUESTS[exchange.path]
         try:
-            request = msgspec.json.decode(exchange.body, type=ChatRequest)
+            request = msgspec.json.decode(exchange.body, type=kind)
         except msgspec.DecodeError as exc:
             # ValidationError is a DecodeError; its message names the bad field.
             return await _error(exchange, record, 400, f"invalid request: {exc}")
@@ -198,7 +218,15 @@ class FakeEngine:
             isinstance(record.body, dict) and "fake" in record.body
         ):
             request = msgspec.structs.replace(request, fake=self._default_fake)
+        if isinstance(request, EmbeddingRequest) and (request.dimensions or 0) > self.embedding_dim:
+            message = f"dimensions {request.dimensions} exceeds the model's {self.embedding_dim}"
+            return await _error(exchange, record, 400, message)
         async with self._engine_slot(exchange):
+            if isinstance(request, EmbeddingRequest):
+                width = self.embedding_dim
+                return await answer_embeddings(exchange, record, request, self.models[0], width)
+            if isinstance(request, TextRequest):
+                return await answer_text(exchange, record, request, self.models[0])
             return await answer_chat(exchange, record, request, self.models[0])
 
     @contextlib.asynccontextmanager

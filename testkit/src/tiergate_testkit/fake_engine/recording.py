@@ -29,7 +29,8 @@ class RecordedRequest(msgspec.Struct, kw_only=True):
     """
 
     id: int
-    """1-based, in arrival order; the completion id is `chatcmpl-fake-<id>`."""
+    """1-based, in arrival order; the completion id is `chatcmpl-fake-<id>` (chat) or
+    `cmpl-fake-<id>` (legacy completions)."""
     connection: int
     """1-based id of the TCP connection: equal ids mean a reused (keep-alive) connection."""
     method: str

@@ -1,16 +1,24 @@
-"""The chat completion request as the fake reads it, and the answer it plans for it."""
+"""The chat completion request as the fake reads it, and the answer it plans for any request."""
 
 from __future__ import annotations
 
 import math
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Protocol
 
 import msgspec
 
 from tiergate_testkit.fake_engine.behaviour import Behaviour, ToolCall
 
-__all__ = ["Answer", "ChatRequest", "plan_answer", "prompt_tokens"]
+__all__ = [
+    "Answer",
+    "ChatRequest",
+    "FinishReason",
+    "Plannable",
+    "count_tokens",
+    "plan_answer",
+    "prompt_tokens",
+]
 
 # Deterministic default answer; chunk i is word i of this sentence, cycling.
 _SENTENCE = "The quick brown fox jumps over the lazy dog."
@@ -61,6 +69,23 @@ class ChatRequest(msgspec.Struct, kw_only=True):
         caps = [c for c in (self.max_tokens, self.max_completion_tokens) if c is not None]
         return min(caps) if caps else None
 
+    @property
+    def prompt_token_count(self) -> int:
+        return prompt_tokens(self)
+
+
+class Plannable(Protocol):
+    """What `plan_answer` reads of a request (chat or legacy completion)."""
+
+    @property
+    def fake(self) -> Behaviour: ...
+    @property
+    def token_cap(self) -> int | None: ...
+    @property
+    def prompt_token_count(self) -> int:
+        """A stable stand-in for the prompt's token count."""
+        ...
+
 
 FinishReason = Literal["stop", "length", "tool_calls"]
 
@@ -93,6 +118,14 @@ def prompt_tokens(request: ChatRequest) -> int:
     return count
 
 
+def count_tokens(item: str | int | list[int]) -> int:
+    """Words of a string, 1 for a token id, the length of a token array: a stand-in
+    tokenizer for legacy prompts and embedding inputs."""
+    if isinstance(item, str):
+        return len(item.split())
+    return 1 if isinstance(item, int) else len(item)
+
+
 def _split(content: str) -> tuple[str, ...]:
     # Each chunk keeps the whitespace before its word, so "".join(chunks) is the
     # content (less trailing whitespace), as real token streams concatenate.
@@ -112,7 +145,7 @@ def _pieces(text: str, count: int) -> tuple[str, ...]:
     return tuple(text[i : i + size] for i in range(0, len(text), size))
 
 
-def plan_answer(request: ChatRequest) -> Answer:
+def plan_answer(request: Plannable) -> Answer:
     """The answer for `request`: its `fake` shaping, capped by the token limits."""
     options = request.fake
     finish_reason: FinishReason = "stop"
@@ -131,6 +164,6 @@ def plan_answer(request: ChatRequest) -> Answer:
     return Answer(
         chunks=chunks,
         finish_reason=finish_reason,
-        prompt_tokens=prompt_tokens(request),
+        prompt_tokens=request.prompt_token_count,
         tool_call=options.tool_call,
     )

@@ -1,4 +1,4 @@
-"""Response bodies in OpenAI's wire shapes: completions, stream chunks, models, errors."""
+"""Response bodies in OpenAI's wire shapes: completions, chunks, embeddings, models, errors."""
 
 from __future__ import annotations
 
@@ -15,12 +15,17 @@ __all__ = [
     "Usage",
     "completion",
     "content_chunk",
+    "embedding_list",
     "error_envelope",
     "final_chunk",
     "json_body",
     "models_list",
     "role_chunk",
     "sse_event",
+    "text_chunk",
+    "text_completion",
+    "text_final_chunk",
+    "text_usage_chunk",
     "tool_arguments_chunk",
     "tool_call_start_chunk",
     "usage_chunk",
@@ -117,6 +122,41 @@ class _ChatCompletionChunk(msgspec.Struct, kw_only=True, omit_defaults=True):
     choices: list[_ChunkChoice]
     # Only the usage-only chunk carries usage; omitted elsewhere.
     usage: Usage | None = None
+
+
+class _TextChoice(msgspec.Struct):
+    text: str
+    index: int = 0
+    logprobs: None = None
+    finish_reason: FinishReason | None = None
+
+
+class _TextCompletion(msgspec.Struct, kw_only=True, omit_defaults=True):
+    # OpenAI streams the same object as it answers whole (legacy completions).
+    id: str
+    object: Literal["text_completion"]  # no default: omit_defaults would drop it
+    created: int
+    model: str
+    choices: list[_TextChoice]
+    usage: Usage | None = None
+
+
+class _Embedding(msgspec.Struct):
+    index: int
+    embedding: list[float] | str
+    object: str = "embedding"
+
+
+class _EmbeddingUsage(msgspec.Struct):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class _EmbeddingList(msgspec.Struct, kw_only=True):
+    object: str = "list"
+    data: list[_Embedding]
+    model: str
+    usage: _EmbeddingUsage
 
 
 class _Model(msgspec.Struct, kw_only=True):
@@ -236,3 +276,41 @@ def usage_chunk(id: str, model: str, created: int, usage: Usage) -> bytes:
         id=id, object=_CHUNK, created=created, model=model, choices=[], usage=usage
     )
     return json_body(body)
+
+
+def _text(
+    id: str, model: str, created: int, choices: list[_TextChoice], usage: Usage | None = None
+) -> bytes:
+    body = _TextCompletion(
+        id=id, object="text_completion", created=created, model=model, choices=choices, usage=usage
+    )
+    return json_body(body)
+
+
+def text_completion(
+    *, id: str, model: str, created: int, text: str, finish_reason: FinishReason, usage: Usage
+) -> bytes:
+    """A non-streaming legacy `text_completion` with one choice."""
+    return _text(id, model, created, [_TextChoice(text, finish_reason=finish_reason)], usage)
+
+
+def text_chunk(id: str, model: str, created: int, text: str) -> bytes:
+    """One legacy stream chunk (one "token"); `finish_reason` null."""
+    return _text(id, model, created, [_TextChoice(text)])
+
+
+def text_final_chunk(id: str, model: str, created: int, finish_reason: FinishReason) -> bytes:
+    """The legacy chunk that closes the choice: empty text and a `finish_reason`."""
+    return _text(id, model, created, [_TextChoice("", finish_reason=finish_reason)])
+
+
+def text_usage_chunk(id: str, model: str, created: int, usage: Usage) -> bytes:
+    """The legacy usage-only chunk (`stream_options.include_usage`): `choices` is empty."""
+    return _text(id, model, created, [], usage)
+
+
+def embedding_list(model: str, vectors: Sequence[list[float] | str], prompt_tokens: int) -> bytes:
+    """`POST /v1/embeddings`: one embedding per input, in order (a base64 string or floats)."""
+    data = [_Embedding(index, vector) for index, vector in enumerate(vectors)]
+    usage = _EmbeddingUsage(prompt_tokens, prompt_tokens)
+    return json_body(_EmbeddingList(data=data, model=model, usage=usage))

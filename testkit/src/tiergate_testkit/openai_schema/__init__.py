@@ -1,19 +1,20 @@
-"""Check answers against OpenAI's published JSON Schemas: completions, chunks, models, errors.
+"""Check answers against OpenAI's published JSON Schemas: completions, chunks, embeddings, errors.
 
 `openai.json` holds the response objects of OpenAI's API reference as JSON Schema (written
 from OpenAI's OpenAPI document, see its `$comment`). Each `validate_*` takes a body (bytes,
 str or an already parsed value), raises `SchemaViolation` naming every violation, and returns
 the parsed value, so a test can go on asserting on it. `validate_sse` checks a whole event
-stream: every `data:` event is a chunk or an error envelope, and the last one is `[DONE]`.
+stream: every `data:` event is a chunk (chat, or text with `chunk=validate_text_completion_chunk`)
+or an error envelope, and the last one is `[DONE]`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from jsonschema import Draft202012Validator, ValidationError
 
@@ -24,10 +25,13 @@ __all__ = [
     "validate",
     "validate_chat_completion",
     "validate_chat_completion_chunk",
+    "validate_embeddings",
     "validate_error",
     "validate_model",
     "validate_model_list",
     "validate_sse",
+    "validate_text_completion",
+    "validate_text_completion_chunk",
 ]
 
 SCHEMA_PATH = Path(__file__).with_name("openai.json")
@@ -90,6 +94,26 @@ def validate_chat_completion_chunk(body: Body) -> Any:
     return validate("CreateChatCompletionStreamResponse", body)
 
 
+def validate_text_completion(body: Body) -> Any:
+    """A non-streaming legacy completion (`CreateCompletionResponse`)."""
+    return validate("CreateCompletionResponse", body)
+
+
+def validate_text_completion_chunk(body: Body) -> Any:
+    """One event of a legacy completion stream (`CreateCompletionStreamResponse`).
+
+    Not OpenAI's name: the reference's `CreateCompletionResponse` with `finish_reason` also
+    `null`, as OpenAI streams it (see the def's `$comment`).
+    """
+    return validate("CreateCompletionStreamResponse", body)
+
+
+def validate_embeddings(body: Body, encoding_format: Literal["float", "base64"] = "float") -> Any:
+    """An embeddings answer (`CreateEmbeddingResponse`; its base64 variant for `"base64"`)."""
+    suffix = "Base64" if encoding_format == "base64" else ""
+    return validate(f"CreateEmbeddingResponse{suffix}", body)
+
+
 def validate_model(body: Body) -> Any:
     """`GET /v1/models/{id}` (`Model`)."""
     return validate("Model", body)
@@ -125,11 +149,14 @@ def sse_payloads(stream: bytes | str) -> list[str]:
     return payloads
 
 
-def validate_sse(stream: bytes | str) -> list[Any]:
+def validate_sse(
+    stream: bytes | str, chunk: Callable[[Body], Any] = validate_chat_completion_chunk
+) -> list[Any]:
     """Check a whole `text/event-stream` answer; return its parsed events (`[DONE]` left out).
 
-    Every event must be JSON — a chunk, or an error envelope (`{"error": ...}`) — and the
-    stream must end with `data: [DONE]` and have nothing after it.
+    Every event must be JSON — a chunk (`chunk` checks it: chat by default), or an error
+    envelope (`{"error": ...}`) — and the stream must end with `data: [DONE]` and have
+    nothing after it.
     """
     payloads = sse_payloads(stream)
     if not payloads or payloads[-1] != "[DONE]":
@@ -145,6 +172,6 @@ def validate_sse(stream: bytes | str) -> list[Any]:
         if isinstance(value, dict) and "error" in value:
             validate_error(value)
         else:
-            validate_chat_completion_chunk(value)
+            chunk(value)
         parsed.append(value)
     return parsed

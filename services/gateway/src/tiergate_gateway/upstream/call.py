@@ -1,10 +1,11 @@
-"""One relayed completion on one backend: metrics, log record, reading, SSE relay, outcome."""
+"""One attempt on one backend: metrics, attempt span, reading, SSE relay, outcome."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
+from typing import TYPE_CHECKING
 
 import httpx
 import msgspec
@@ -12,21 +13,16 @@ import structlog
 
 from tiergate_gateway.catalog import Route
 from tiergate_gateway.metrics import GatewayMetrics
-from tiergate_gateway.tracing import ChatSpan
+from tiergate_gateway.pipeline.exchange import Exchange, StreamRelay
 from tiergate_gateway.upstream.client import Upstream
-from tiergate_gateway.upstream.conform import conform_completion
-from tiergate_gateway.upstream.sse import (
-    DONE_EVENT,
-    SseProtocolError,
-    SseTransformer,
-    error_event,
-)
-from tiergate_proto.openai import Usage
-from tiergate_runtime.edge import AccessRecord
+from tiergate_gateway.upstream.sse import SseProtocolError
 from tiergate_runtime.errors import (
     BadGateway,
     GatewayTimeout,
 )
+
+if TYPE_CHECKING:
+    from tiergate_gateway.endpoints.base import Endpoint
 
 __all__ = ["UpstreamCall"]
 
@@ -34,10 +30,12 @@ _log = structlog.get_logger("tiergate.gateway.chat")
 
 
 class UpstreamCall:
-    """One relayed completion: its metrics, its log record, its outcome."""
+    """One attempt on one backend: its metrics, attempt span, log record and outcome."""
 
     __slots__ = (
-        "extra_field",
+        "api",
+        "endpoint",
+        "exchange",
         "metrics",
         "mode",
         "record",
@@ -51,52 +49,57 @@ class UpstreamCall:
     def __init__(
         self,
         metrics: GatewayMetrics,
-        record: AccessRecord,
+        exchange: Exchange,
+        endpoint: Endpoint,
         route: Route,
-        span: ChatSpan,
-        *,
-        stream: bool,
+        keep_extras: frozenset[str] = frozenset(),
     ) -> None:
-        self.span = span
         self.metrics = metrics
-        self.record = record
+        self.exchange = exchange
+        self.endpoint = endpoint
+        self.api = endpoint.api
+        self.record = exchange.record
         self.route = route
+        self.span = exchange.span.attempt(route.backend, route.alias)
+        stream = exchange.parsed.stream
         self.mode = "stream" if stream else "json"
         self.started = time.perf_counter()
         self.used_tokens: int | None = None
-        self.sse = SseTransformer(route.alias, client_wants_usage=False)
-        self.extra_field = b""
-        """Bytes added as the last top-level field of a non-streaming answer (sources)."""
-
-    def count_usage(self, usage: Usage | None) -> None:
-        if usage is None:
-            return
-        self.used_tokens = usage.prompt_tokens + usage.completion_tokens
-        self.record.prompt_tokens = usage.prompt_tokens
-        self.record.completion_tokens = usage.completion_tokens
-        self.span.set(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens)
-        self.metrics.count_tokens(
-            self.route.alias, self.route.backend, usage.prompt_tokens, usage.completion_tokens
+        self.sse: StreamRelay | None = (
+            endpoint.relay(exchange, route.alias, keep_extras) if stream else None
         )
 
+    def count_usage(self, tokens: tuple[int, int] | None) -> None:
+        """Count the (prompt, completion) tokens the upstream reported."""
+        if tokens is None:
+            return
+        prompt, completion = tokens
+        self.used_tokens = prompt + completion
+        self.record.prompt_tokens = prompt
+        self.record.completion_tokens = completion
+        self.span.set(prompt_tokens=prompt, completion_tokens=completion)
+        self.exchange.span.set(prompt_tokens=prompt, completion_tokens=completion)
+        self.metrics.count_tokens(self.route.alias, self.route.backend, prompt, completion)
+
     def finish(self, outcome: str) -> None:
-        labels = (self.route.alias, self.route.backend, self.mode)
-        self.metrics.chat.labels(*labels, outcome).inc()
-        self.metrics.chat_duration.labels(*labels).observe(time.perf_counter() - self.started)
+        """The attempt ended: metrics, the record's outcome, the attempt span."""
+        labels = (self.api, self.route.alias, self.route.backend, self.mode)
+        self.metrics.calls.labels(*labels, outcome).inc()
+        self.metrics.call_duration.labels(*labels).observe(time.perf_counter() - self.started)
         self.record.outcome = outcome
         self.span.end(outcome, self.record.status or None)
 
     async def complete(self, upstream: Upstream, body: bytes, headers: dict[str, str]) -> bytes:
-        """A whole non-streaming answer: call, read, conform, count."""
-        response = await upstream.open_chat(body, headers, stream=False)
+        """A whole non-streaming answer: call, read, make it the client's, count."""
+        response = await upstream.open(self.endpoint.upstream, body, headers, stream=False)
         return await self.read_whole(response, upstream.settings.keep_extras)
 
     async def read_whole(
         self, response: httpx.Response, keep_extras: frozenset[str] = frozenset()
     ) -> bytes:
-        """Read a non-streaming answer; make it OpenAI's shape (`conform_completion`: public
-        model, required keys, engine extras dropped but `keep_extras`); count its usage.
-        Raises BadGateway when the body is not a chat completion."""
+        """Read a non-streaming answer; make it OpenAI's shape (the endpoint's `answer`:
+        public model, required keys, engine extras dropped but `keep_extras`); count its
+        usage. Raises BadGateway when the body is not an answer of the upstream API."""
         try:
             content = await response.aread()
         except httpx.TimeoutException as exc:
@@ -110,14 +113,14 @@ class UpstreamCall:
         finally:
             await response.aclose()
         try:
-            content, usage = conform_completion(content, self.route.alias, keep_extras)
+            content, tokens = await self.endpoint.answer(
+                self.exchange, content, self.route.alias, keep_extras
+            )
         except msgspec.DecodeError as exc:
             self.metrics.upstream_error(self.route.backend, "protocol")
             raise BadGateway(f"The {self.route.backend} backend sent an invalid answer.") from exc
-        self.count_usage(usage)
+        self.count_usage(tokens)
         self.finish("ok")
-        if self.extra_field:  # an encoded object: it ends with "}"
-            content = content[:-1] + self.extra_field + b"}"
         return content
 
     async def lead_in(
@@ -131,6 +134,7 @@ class UpstreamCall:
         too when the caller is cancelled (the client left).
         """
         sse, parts = self.sse, []
+        assert sse is not None
         try:
             async with asyncio.timeout(timeout_s):
                 while sse.first_token_at is None and not (
@@ -176,6 +180,7 @@ class UpstreamCall:
     ) -> AsyncGenerator[bytes, None]:
         """Relay the upstream's SSE stream; see the module docstring for failure handling."""
         sse = self.sse
+        assert sse is not None
         outcome = "client_disconnected"
         try:
             try:
@@ -189,9 +194,9 @@ class UpstreamCall:
                 kind = "timeout" if isinstance(exc, httpx.TimeoutException) else "protocol"
                 self.metrics.upstream_error(self.route.backend, "midstream")
                 outcome = "upstream_error"
-                yield error_event(
+                yield sse.error(
                     f"The {self.route.backend} backend broke off the stream ({kind}).",
-                    code="upstream_stream_error",
+                    "upstream_stream_error",
                 )
                 return
             except SseProtocolError as exc:
@@ -201,40 +206,44 @@ class UpstreamCall:
                 outcome = "upstream_error"
                 if exc.head:
                     yield exc.head
-                yield error_event(
+                yield sse.error(
                     f"The {self.route.backend} backend {exc.reason}; the stream was cut.",
-                    code="upstream_stream_error",
+                    "upstream_stream_error",
                 )
                 return
-            if sse.saw_error:
-                outcome = "upstream_error"
-                if not sse.saw_done:
-                    yield DONE_EVENT  # the engine's error event (re-encoded) went out
-            elif sse.saw_done:
-                outcome = "ok"
-            elif sse.saw_finish:
-                outcome = "ok"  # complete answer, engine omitted the terminator: add it
-                yield DONE_EVENT
-            else:
-                self.metrics.upstream_error(self.route.backend, "midstream")
-                outcome = "upstream_error"
-                yield error_event(
-                    f"The {self.route.backend} backend ended the stream before the answer was "
-                    "complete.",
-                    code="upstream_stream_error",
-                )
+            outcome, tail = await self._ending(sse)
+            if tail:
+                yield tail
         finally:
             await response.aclose()
             self._account_stream(sse, outcome)
 
-    def _account_stream(self, sse: SseTransformer, outcome: str) -> None:
+    async def _ending(self, sse: StreamRelay) -> tuple[str, bytes]:
+        """How a stream the engine ended went, and the bytes that close it for the client."""
+        if sse.saw_error:
+            # The engine's error event (re-encoded) went out; end the stream after it.
+            return "upstream_error", b"" if sse.saw_done else sse.done()
+        if sse.saw_done or sse.saw_finish:
+            self.count_usage(sse.tokens())
+            tail = await self.endpoint.end_stream(self.exchange, sse)
+            if not sse.saw_done:
+                tail += sse.done()  # complete answer, engine omitted the terminator
+            return "ok", tail
+        self.metrics.upstream_error(self.route.backend, "midstream")
+        return "upstream_error", sse.error(
+            f"The {self.route.backend} backend ended the stream before the answer was complete.",
+            "upstream_stream_error",
+        )
+
+    def _account_stream(self, sse: StreamRelay, outcome: str) -> None:
         """Metrics, span and log for a finished stream; must not raise (it runs in `finally`)."""
         try:
             if sse.first_token_at is not None:
                 self.metrics.ttft.labels(self.route.alias, self.route.backend).observe(
                     sse.first_token_at - self.started
                 )
-            self.count_usage(sse.usage)
+            if self.used_tokens is None:
+                self.count_usage(sse.tokens())
             self.finish(outcome)
         except Exception:
             _log.exception("stream_accounting_failed", backend=self.route.backend)

@@ -1,6 +1,6 @@
-"""One long-lived connection pool per backend, and the call that opens a chat completion.
+"""One long-lived connection pool per backend, and the call that opens an upstream request.
 
-`Upstream.open_chat()` returns the upstream's response with its head read and its body not yet
+`Upstream.open()` returns the upstream's response with its head read and its body not yet
 read, or raises an `ApiError` that is safe to send (nothing has reached the client yet). Only a
 refused connection is retried — the request never reached the engine, so a retry cannot run a
 generation twice.
@@ -8,7 +8,9 @@ generation twice.
 Requests go straight to the pool's transport as `httpx.Request`s, not through
 `httpx.AsyncClient.send`: the client's per-request URL merging, auth and redirect handling and
 cookie extraction were ~11% of the gateway's CPU (issue 3), and a client cookie jar shared by
-all users would replay one user's upstream cookies on everyone's requests.
+all users would replay one user's upstream cookies on everyone's requests. The transport can
+be injected (`transport=`, e.g. `httpx.MockTransport`) for in-process tests without sockets.
+The backend's dialect — paths, authentication, accepted fields — is its `Adapter`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import httpx
 
 from tiergate_gateway.metrics import GatewayMetrics
 from tiergate_gateway.settings import BackendSettings
+from tiergate_gateway.upstream.adapters import Adapter, UpstreamApi
 from tiergate_gateway.upstream.errors import error_from_status, error_from_transport
 from tiergate_runtime.errors import BadGateway
 from tiergate_runtime.http_transport import PooledTransport
@@ -32,16 +35,23 @@ _RETRY_WAIT_S = 0.05
 class Upstream:
     """A backend's client: explicit timeouts and pool limits, opened and closed by the lifespan."""
 
-    def __init__(self, name: str, settings: BackendSettings, metrics: GatewayMetrics) -> None:
+    def __init__(
+        self,
+        name: str,
+        settings: BackendSettings,
+        metrics: GatewayMetrics,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.name = name
         self.settings = settings
+        self.adapter = Adapter(name, settings)
         self._metrics = metrics
-        self._transport: PooledTransport | None = None
-        self._chat_url = httpx.URL(settings.base_url.rstrip("/") + "/chat/completions")
+        self._injected = transport
+        self._transport: httpx.AsyncBaseTransport | None = None
+        self._urls = {api: self.adapter.url(api) for api in ("chat", "completions", "embeddings")}
         # identity: we relay raw bytes, and a compressed stream could not be re-framed.
         self._headers = {"content-type": "application/json", "accept-encoding": "identity"}
-        if settings.api_key:
-            self._headers["authorization"] = f"Bearer {settings.api_key}"
         timeout = httpx.Timeout(
             connect=settings.connect_timeout_s,
             read=settings.read_timeout_s,
@@ -51,7 +61,7 @@ class Upstream:
         self._extensions = {"timeout": timeout.as_dict()}
 
     @property
-    def transport(self) -> PooledTransport:
+    def transport(self) -> httpx.AsyncBaseTransport:
         """The connection pool; only between `start()` and `aclose()`."""
         if self._transport is None:
             raise RuntimeError(f"upstream {self.name} used outside the app's lifespan")
@@ -59,16 +69,19 @@ class Upstream:
 
     def start(self) -> None:
         """Open the connection pool (called from the app's lifespan)."""
+        if self._injected is not None:
+            self._transport = self._injected
+            return
         limits = httpx.Limits(
             max_connections=self.settings.max_connections,
             max_keepalive_connections=self.settings.max_keepalive,
         )
         self._transport = PooledTransport(limits=limits, trust_env=False)
 
-    async def open_chat(
-        self, body: bytes, headers: dict[str, str], *, stream: bool
+    async def open(
+        self, api: UpstreamApi, body: bytes, headers: dict[str, str], *, stream: bool
     ) -> httpx.Response:
-        """POST the chat request; return the open response or raise a safe ApiError.
+        """POST a request of `api`; return the open response or raise a safe ApiError.
 
         The response is returned only if it is a 2xx of the expected kind (an event stream
         when `stream`), so that nothing is committed to the client for an answer we cannot
@@ -76,9 +89,9 @@ class Upstream:
         """
         request = httpx.Request(
             "POST",
-            self._chat_url,
+            self._urls[api],
             content=body,
-            headers=self._headers | headers,
+            headers=self._headers | self.adapter.auth() | headers,
             extensions=self._extensions,
         )
         try:
@@ -130,7 +143,8 @@ class Upstream:
     async def aclose(self) -> None:
         """Close the pool."""
         if self._transport is not None:
-            await self._transport.aclose()
+            if self._injected is None:
+                await self._transport.aclose()
             self._transport = None
 
 

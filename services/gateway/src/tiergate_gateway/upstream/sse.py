@@ -198,6 +198,19 @@ class SseTransformer:
         self.saw_error = False
         self.first_token_at: float | None = None
 
+    def tokens(self) -> tuple[int, int] | None:
+        """(prompt, completion) tokens of the stream's usage chunk, if it had one."""
+        usage = self.usage
+        return None if usage is None else (usage.prompt_tokens, usage.completion_tokens)
+
+    def error(self, message: str, code: str) -> bytes:
+        """The error event that ends a broken stream."""
+        return error_event(message, code=code)
+
+    def done(self) -> bytes:
+        """`data: [DONE]`."""
+        return DONE_EVENT
+
     def feed(self, chunk: bytes) -> bytes:
         """Consume upstream bytes; return complete, transformed events to send now.
 

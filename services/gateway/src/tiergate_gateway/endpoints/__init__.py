@@ -1,0 +1,1 @@
+"""The OpenAI endpoints on the pipeline: what each reads, sends upstream and answers."""

@@ -1,0 +1,118 @@
+"""`POST /v1/completions` (legacy text completions) and `POST /v1/embeddings` on the pipeline.
+
+Both are relayed to the model's own backend (no route table: a workload class is a chat
+notion) and share every stage with chat: identity, tier policy (the model must be allowed;
+a completion's `max_tokens` is clamped like chat's), limits (an embedding's input counts
+against the token window), fallbacks before the first byte, metrics, access log.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request
+
+from tiergate_gateway.endpoints.base import Endpoint
+from tiergate_gateway.identity.principal import Principal
+from tiergate_gateway.pipeline.exchange import Exchange, Parsed, StreamRelay
+from tiergate_gateway.upstream.conform_embeddings import conform_embeddings
+from tiergate_gateway.upstream.conform_text import TextSseTransformer, conform_text_completion
+from tiergate_proto.openai import CompletionRequest, EmbeddingRequest
+from tiergate_runtime.body import read_sized_json_object, validation_error
+from tiergate_runtime.errors import InvalidRequest
+
+__all__ = ["CompletionsEndpoint", "EmbeddingsEndpoint"]
+
+
+def _stream_checked(request: CompletionRequest) -> None:
+    if request.stream_options is not None and not request.stream:
+        raise InvalidRequest(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            param="stream_options",
+            code="invalid_value",
+        )
+
+
+class CompletionsEndpoint(Endpoint):
+    """Legacy text completions (stream and not)."""
+
+    path = "/v1/completions"
+    api = "completions"
+    upstream = "completions"
+    span_name = "completions"
+
+    async def read(
+        self, request: Request[Any, Any, Any], limit: int, principal: Principal
+    ) -> Parsed:
+        del principal
+        raw, size = await read_sized_json_object(request, limit)
+        try:
+            parsed = msgspec.convert(raw, CompletionRequest)
+        except msgspec.ValidationError as exc:
+            raise validation_error(exc) from None
+        _stream_checked(parsed)
+        options = parsed.stream_options
+        return Parsed(
+            model=parsed.model,
+            raw=raw,
+            size=size,
+            stream=parsed.stream,
+            wants_usage=bool(options and options.include_usage),
+            cap_fields=("max_tokens",),
+        )
+
+    async def answer(
+        self, exchange: Exchange, content: bytes, alias: str, keep_extras: frozenset[str]
+    ) -> tuple[bytes, tuple[int, int] | None]:
+        del exchange
+        body, usage = conform_text_completion(content, alias, keep_extras)
+        return body, (usage.prompt_tokens, usage.completion_tokens) if usage else None
+
+    def relay(self, exchange: Exchange, alias: str, keep_extras: frozenset[str]) -> StreamRelay:
+        return TextSseTransformer(
+            alias, client_wants_usage=exchange.parsed.wants_usage, keep_extras=keep_extras
+        )
+
+
+class EmbeddingsEndpoint(Endpoint):
+    """Embeddings: strings or token arrays, float or base64."""
+
+    path = "/v1/embeddings"
+    api = "embeddings"
+    upstream = "embeddings"
+    span_name = "embeddings"
+
+    async def read(
+        self, request: Request[Any, Any, Any], limit: int, principal: Principal
+    ) -> Parsed:
+        del principal
+        raw, size = await read_sized_json_object(request, limit)
+        try:
+            parsed = msgspec.convert(raw, EmbeddingRequest)
+        except msgspec.ValidationError as exc:
+            raise validation_error(exc) from None
+        return Parsed(model=parsed.model, raw=raw, size=size, state=parsed)
+
+    def unsupported(self, parsed: Parsed, kind: str) -> InvalidRequest | None:
+        request: EmbeddingRequest = parsed.state
+        if request.dimensions is not None and kind == "llamacpp":
+            # llama.cpp answers its model's full width whatever `dimensions` says: a client
+            # would get vectors of another size than it asked for.
+            return InvalidRequest(
+                f"The model '{parsed.model[:128]}' does not support 'dimensions'.",
+                param="dimensions",
+                code="unsupported_parameter",
+            )
+        return None
+
+    async def answer(
+        self, exchange: Exchange, content: bytes, alias: str, keep_extras: frozenset[str]
+    ) -> tuple[bytes, tuple[int, int] | None]:
+        del keep_extras  # OpenAI's exact shape: nothing an engine adds is kept
+        request: EmbeddingRequest = exchange.parsed.state
+        body, usage = conform_embeddings(content, alias, encoding_format=request.encoding_format)
+        return body, (usage.prompt_tokens, 0) if usage else None
+
+    def relay(self, exchange: Exchange, alias: str, keep_extras: frozenset[str]) -> StreamRelay:
+        raise AssertionError("embeddings are never streamed")  # Parsed.stream is False

@@ -1,0 +1,1 @@
+"""The request pipeline every OpenAI endpoint goes through (issue 11)."""
