@@ -91,9 +91,9 @@ _HEAD = f"""\
 
 Every key each service reads from its TOML file and its environment, generated from the
 settings Structs: types and bounds as validated at startup, the defaults the service uses when
-a key is absent, and each field's docstring ({MISSING} where it has none yet). The shipped files in
-`config/` show a working setup with comments; a bad value stops the service with a message
-naming the key.
+a key is absent, and each field's docstring ({MISSING} where it has none yet). The shipped
+files in `config/` show a working setup with comments; a bad value stops the service with a
+message naming the key.
 
 Any key can be set from the environment: `<PREFIX><KEY>`, nested keys joined by `__`
 (`server.port` of the gateway is `TIERGATE_GATEWAY_SERVER__PORT`). A value starting with `[`
@@ -119,7 +119,8 @@ def _render_table(table: Table) -> list[str]:
         lines += [f"{code(placeholder)}: any {matches}.", ""]
     if table.default_toml is not None:
         lines += [
-            f"The default, used when the settings name no {code(_container(table))} at all:",
+            f"The default, when neither the file nor the environment sets "
+            f"{code(_container(table))}:",
             "",
             "```toml",
         ]

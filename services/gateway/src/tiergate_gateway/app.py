@@ -16,8 +16,10 @@ from prometheus_client import CollectorRegistry
 
 from tiergate_gateway.breaker import Breakers
 from tiergate_gateway.catalog import Catalog
+from tiergate_gateway.endpoints.base import Endpoint
 from tiergate_gateway.endpoints.chat import ChatEndpoint
 from tiergate_gateway.endpoints.completions import CompletionsEndpoint, EmbeddingsEndpoint
+from tiergate_gateway.endpoints.responses import ResponsesEndpoint
 from tiergate_gateway.gate import Gate
 from tiergate_gateway.grounding import Grounder
 from tiergate_gateway.identity.directory import (
@@ -34,6 +36,7 @@ from tiergate_gateway.metrics import GatewayMetrics
 from tiergate_gateway.pipeline.act import Act
 from tiergate_gateway.pipeline.run import Pipeline
 from tiergate_gateway.readiness import BackendProber
+from tiergate_gateway.responses.store import ResponseStore
 from tiergate_gateway.routing.router import Router
 from tiergate_gateway.settings import GatewaySettings, load, validate
 from tiergate_gateway.upstream.admission import Admission
@@ -54,10 +57,7 @@ from tiergate_state.keys import KeyLayout
 from tiergate_state.limits import Limiter, ResilientLimiter
 from tiergate_state.store import connect
 
-__all__ = ["ENDPOINTS", "create_app", "from_environment"]
-
-ENDPOINTS = (ChatEndpoint(), CompletionsEndpoint(), EmbeddingsEndpoint())
-"""The OpenAI endpoints on the pipeline."""
+__all__ = ["create_app", "from_environment"]
 
 
 def create_app(
@@ -159,9 +159,16 @@ def create_app(
             if provider is not None and tracer_provider is None:
                 provider.shutdown()  # flushes spans not yet exported
 
+    responses = ResponseStore(store, KeyLayout(settings.store.key_prefix), settings.responses.ttl_s)
+    on_pipeline: list[Endpoint] = [
+        ChatEndpoint(),
+        CompletionsEndpoint(),
+        EmbeddingsEndpoint(),
+        ResponsesEndpoint(responses),
+    ]
     endpoints = [
         asgi(endpoint.path, copy_scope=False, include_in_schema=False)(pipeline.handler(endpoint))
-        for endpoint in ENDPOINTS
+        for endpoint in on_pipeline
     ]
 
     app = service_app(

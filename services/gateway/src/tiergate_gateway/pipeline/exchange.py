@@ -54,10 +54,14 @@ class Parsed:
 class StreamRelay(Protocol):
     """Turns the upstream's stream into the client's (`SseTransformer` is the model)."""
 
-    first_token_at: float | None
-    saw_done: bool
-    saw_finish: bool
-    saw_error: bool
+    @property
+    def first_token_at(self) -> float | None: ...
+    @property
+    def saw_done(self) -> bool: ...
+    @property
+    def saw_finish(self) -> bool: ...
+    @property
+    def saw_error(self) -> bool: ...
 
     def feed(self, chunk: bytes) -> bytes: ...
 

@@ -203,6 +203,13 @@ class ResponseStreamTranslator:
         self._emit(ResponseFailedEvent(response=response, sequence_number=self._seq()))
         return self._flush()
 
+    def withdraw(self, message: str, *, code: str = "server_error") -> bytes:
+        """After `finish`, whose bytes were not sent: an `error` event instead (the finished
+        response could not be stored, so it must not be announced as completed). Its
+        `sequence_number` follows the withdrawn events'."""
+        self._emit(ResponseErrorEvent(message=message, code=code, sequence_number=self._seq()))
+        return self._flush()
+
     def _begin(self) -> None:
         """Queue the start events, unless they were sent, ahead of what this call returns."""
         if not self._started:
