@@ -34,7 +34,8 @@ from typing import Any
 
 import httpx
 
-from tiergate_cpu_llm.gguf_convert import OutType, convert_bert
+from tiergate_cpu_llm.gguf_convert import convert_bert
+from tiergate_cpu_llm.settings import Quantization
 
 HERE = Path(__file__).resolve().parent
 PARAPHRASES = [
@@ -381,7 +382,7 @@ def main() -> int:
     return 0
 
 
-def outtype_of(name: str) -> OutType:
+def outtype_of(name: str) -> Quantization:
     """The converter's output type named `name`."""
     if name == "f32":
         return "f32"

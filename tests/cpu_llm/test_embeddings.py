@@ -293,9 +293,7 @@ def test_embeddings_can_be_turned_off(cache: Path) -> None:
         assert answer.status_code == 404
         assert validate_error(answer.content)["error"]["code"] == "unsupported_endpoint"
         assert http.get("/readyz/embeddings").status_code == 404
-        assert [m["id"] for m in http.get("/v1/models").json()["data"]] == [
-            "smollm2-135m-instruct"
-        ]
+        assert [m["id"] for m in http.get("/v1/models").json()["data"]] == ["smollm2-135m-instruct"]
         assert child_pids(proc, "llama-server-embedding") == []
 
 

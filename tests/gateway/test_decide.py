@@ -1,4 +1,4 @@
-"""`decide()` as a table: plan × backend states × breakers × now → Decision (pure)."""
+"""`decide()` as a table: plan, backend states, breakers and now → Decision (pure)."""
 
 from __future__ import annotations
 

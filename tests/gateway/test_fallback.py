@@ -138,3 +138,69 @@ async def test_client_leaving_during_the_lead_in_closes_the_upstream(engine: Fak
             await engine.wait_settled()
         chat = [r for r in engine.requests if r.path == "/v1/chat/completions"][-1]
         assert chat.outcome == "client_disconnected"
+
+
+async def test_a_half_open_backend_not_tried_keeps_its_probe() -> None:
+    """Issue 11: looking at a candidate claims nothing. Backend `b` is half-open; requests
+    answered by `a` before it must leave `b`'s probe free, so that the next request whose
+    plan puts `b` first probes it (and closes its breaker) instead of skipping it forever."""
+    async with FakeEngine(models=["m"]) as a, FakeEngine(models=["m"]) as b:
+        base = gateway_settings(a.base_url)
+        code = {"role": "user", "content": "```python\ndef f(x):\n    return x\n```\nfix it"}
+        settings = msgspec.structs.replace(
+            base,
+            backends={
+                "a": BackendSettings(base_url=f"{a.base_url}/v1", kind="vllm"),
+                "b": BackendSettings(base_url=f"{b.base_url}/v1", kind="vllm"),
+            },
+            models=[
+                ModelAlias(id="via-a", backend="a", engine_model="m"),
+                ModelAlias(id="via-b", backend="b", engine_model="m"),
+                ModelAlias(id="routed", backend="a", engine_model="m", routed=True),
+            ],
+            routes=[
+                RouteRule(workload="code", models=["via-b", "via-a"]),
+                RouteRule(models=["via-a", "via-b"]),
+            ],
+            resilience=ResilienceSettings(retries=0, breaker_threshold=1, breaker_cooldown_s=0.3),
+        )
+        async with running(settings, a) as gateway:
+            broken = await gateway.client.post(
+                "/v1/chat/completions", json=chat_body(model="via-b", fake={"status": 503})
+            )
+            assert broken.status_code == 503  # b's breaker opens
+            await asyncio.sleep(0.4)  # ... and is half-open now
+            for _ in range(3):  # chat: a answers first; b is only looked at
+                answered = await gateway.client.post(
+                    "/v1/chat/completions", json=chat_body(model="routed")
+                )
+                assert answered.headers["x-tiergate-backend"] == "a"
+            probe = await gateway.client.post(
+                "/v1/chat/completions", json=chat_body(model="routed", messages=[code])
+            )
+            assert probe.status_code == 200
+            assert probe.headers["x-tiergate-workload"].startswith("code")
+            assert probe.headers["x-tiergate-backend"] == "b"  # probed, not skipped
+            metrics = (await gateway.client.get("/metrics")).text
+            assert 'tiergate_gateway_breaker_state{backend="b"} 0.0' in metrics
+
+
+async def test_a_probe_that_ends_in_a_4xx_is_given_back(engine: FakeEngine) -> None:
+    settings = msgspec.structs.replace(
+        gateway_settings(engine.base_url),
+        resilience=ResilienceSettings(retries=0, breaker_threshold=1, breaker_cooldown_s=0.3),
+    )
+    async with running(settings, engine) as gateway:
+        broken = await gateway.client.post(
+            "/v1/chat/completions", json=chat_body(fake={"status": 503})
+        )
+        assert broken.status_code == 503
+        await asyncio.sleep(0.4)
+        refused = await gateway.client.post(
+            "/v1/chat/completions", json=chat_body(fake={"status": 400})
+        )
+        assert refused.status_code == 400  # the probe's answer says nothing of the backend
+        answered = await gateway.client.post("/v1/chat/completions", json=chat_body())
+        assert answered.status_code == 200  # the probe was free again, and it succeeded
+        metrics = (await gateway.client.get("/metrics")).text
+        assert 'tiergate_gateway_breaker_state{backend="cpu"} 0.0' in metrics
