@@ -31,13 +31,13 @@ ENGINE_ENV = {
 }
 
 
-def engine_pids(service: ServiceProcess) -> list[int]:
-    """Engine child pids, in start order, from the service's structured log."""
-    return [
-        int(json.loads(line)["pid"])
-        for line in service.output().splitlines()
-        if '"child_started"' in line
+def engine_pids(service: ServiceProcess, child: str = "llama-server") -> list[int]:
+    """Pids of the engine children named `child` (the chat engine's by default; the embedding
+    engine's is `llama-server-embedding`), in start order, from the service's structured log."""
+    records = [
+        json.loads(line) for line in service.output().splitlines() if '"child_started"' in line
     ]
+    return [int(r["pid"]) for r in records if r["child"] == child]
 
 
 def alive(pid: int) -> bool:
@@ -66,7 +66,10 @@ def test_health_models_and_chat_through_the_proxy(service: ServiceProcess) -> No
         assert health.content == b'{"status":"ok"}'
         assert client.get("/readyz").content == b'{"status":"ok"}'
         models = client.get("/v1/models").json()
-        assert [m["id"] for m in models["data"]] == ["smollm2-135m-instruct"]
+        # The embedding model is listed too once its engine serves (tests/cpu_llm/
+        # test_embeddings.py); /readyz waits for the chat engine alone.
+        ids = [m["id"] for m in models["data"]]
+        assert ids in (["smollm2-135m-instruct"], ["smollm2-135m-instruct", "all-minilm-l6-v2"])
         answer = client.post(
             "/v1/chat/completions",
             json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4, "seed": 1},
@@ -128,16 +131,20 @@ def test_not_ready_until_engine_answers_then_recovers_from_hang_and_crash(
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
-def test_stopping_the_service_stops_the_engine(sig: int) -> None:
+def test_stopping_the_service_stops_the_engines(sig: int) -> None:
     service = ServiceProcess("tiergate_cpu_llm", PREFIX, ENGINE_ENV)
     with service:
         [engine] = engine_pids(service)
+        wait_for(lambda: len(engine_pids(service, "llama-server-embedding")) == 1, 30, "embedder")
+        [embedder] = engine_pids(service, "llama-server-embedding")
         assert alive(engine)
+        assert alive(embedder)
         service.signal(sig)
         assert service.proc is not None
         code = service.proc.wait(20)
-        # The engine must not outlive the service, even when the service was SIGKILLed.
+        # The engines must not outlive the service, even when the service was SIGKILLed.
         wait_for(lambda: not alive(engine), 10, f"engine {engine} to exit")
+        wait_for(lambda: not alive(embedder), 10, f"embedding engine {embedder} to exit")
     if sig == signal.SIGTERM:
         # Orderly: the lifespan stopped the engine. uvicorn then re-raises the signal it
         # caught, so the exit status is "terminated by SIGTERM", by design.

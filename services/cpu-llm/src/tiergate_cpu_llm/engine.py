@@ -2,9 +2,9 @@
 
 cpu-llm runs two, under the same rules: the chat engine and the embedding engine (a second
 llama.cpp server in embedding mode); each is one `Engine`, named in its log lines. An engine
-is ready only while `Engine.ready` is true: the child is running and its
-`/health` answered 200 (llama.cpp answers 503 while it loads the model). While it runs, the
-engine is probed every `health_interval_s`: one failure withdraws readiness (a load balancer
+is ready only while `Engine.ready` is true: the child is running and its `/health` answered
+200 (llama.cpp answers 503 while it loads the model). While it runs, the engine is probed
+every `health_interval_s`: one failure withdraws readiness (a load balancer
 in front stops sending new work), and `unhealthy_restarts_after` consecutive failures restart
 it (a hung engine is as useless as a dead one). Requests are relayed while `Engine.serving`:
 from the first healthy answer until the second failed probe in a row — one slow probe on a
