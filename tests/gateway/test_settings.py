@@ -94,6 +94,46 @@ def test_good_config_and_env_override(tmp_path: Path) -> None:
             {"MODELS": '[{"id": "x"}]'},
             "invalid setting models[0]: Object missing required field `backend`",
         ),
+        (
+            GOOD,
+            {"BACKENDS__CPU__AUTH_HEADER": "api-key"},
+            "invalid setting backends.cpu.auth_header: unused without api_key or api_key_file",
+        ),
+        (
+            GOOD,
+            {"BACKENDS__CPU__API_KEY": "k", "BACKENDS__CPU__API_KEY_FILE": "/etc/hostname"},
+            "invalid setting backends.cpu.api_key_file: set api_key or api_key_file, not both",
+        ),
+        (
+            GOOD,
+            {"BACKENDS__CPU__API_KEY_FILE": "/nonexistent/key"},
+            "invalid setting backends.cpu.api_key_file: cannot read '/nonexistent/key'",
+        ),
+        (
+            GOOD,
+            {"BACKENDS__CPU__AUTH_HEADER": "bad header", "BACKENDS__CPU__API_KEY": "k"},
+            "invalid setting backends.cpu.auth_header: Expected `str` matching regex",
+        ),
+        (
+            GOOD,
+            {"MODELS": '[{"id": "m", "backend": "cpu", "engine_model": "x", "endpoints": []}]'},
+            "invalid setting models[0].endpoints: name at least one",
+        ),
+        (
+            GOOD,
+            {"MODELS": '[{"id": "m", "backend": "cpu", "engine_model": "x", "endpoints": ["i"]}]'},
+            "invalid setting models[0].endpoints[0]: Invalid enum value 'i'",
+        ),
+        (
+            GOOD,
+            {
+                "MODELS": '[{"id": "e", "backend": "cpu", "engine_model": "x", '
+                '"endpoints": ["embeddings"]}]',
+                "ROUTES": '[{"models": ["e"]}]',
+                "TIERS": '{"anonymous": {}}',
+            },
+            "invalid setting routes[0].models[0]: 'e' does not serve chat",
+        ),
     ],
 )
 def test_invalid_config_names_the_field(

@@ -402,12 +402,18 @@ def validate(settings: GatewaySettings) -> GatewaySettings:
                     f"invalid setting tiers.{tier}.models[{index}]: unknown model {model_id!r}"
                 )
     check_networks(settings.trusted_proxies, "trusted_proxies")
+    chat_models = {m.id for m in settings.models if "chat" in m.endpoints}
     for index, rule in enumerate(settings.routes):
         for position, model_id in enumerate(rule.models):
             if model_id not in seen:
                 raise SettingsError(
                     f"invalid setting routes[{index}].models[{position}]: unknown model "
                     f"{model_id!r}"
+                )
+            if model_id not in chat_models:
+                raise SettingsError(
+                    f"invalid setting routes[{index}].models[{position}]: {model_id!r} does "
+                    "not serve chat (the route table routes chat requests)"
                 )
         if rule.language not in {"*", *settings.languages}:
             raise SettingsError(
