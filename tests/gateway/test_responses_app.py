@@ -213,3 +213,23 @@ async def test_refusals_reach_no_engine(
         if body.get("tools"):
             assert body["tools"][0]["type"] in error["message"]
         assert len([r for r in engine.requests if r.path.startswith("/v1/chat")]) == before
+
+
+async def test_retrieve_and_delete_only_ones_own(engine: FakeEngine) -> None:
+    async with gateway_for(engine) as gateway:
+        async with sdk(gateway, "10.0.0.1") as ada:
+            mine = await ada.responses.create(model=ALIAS, input="hello")
+            again = await ada.responses.retrieve(mine.id)
+            assert again.id == mine.id
+            assert again.output_text == mine.output_text
+        async with sdk(gateway, "10.0.0.2") as eve:
+            with pytest.raises(openai.NotFoundError):
+                await eve.responses.retrieve(mine.id)
+            with pytest.raises(openai.NotFoundError):
+                await eve.responses.delete(mine.id)
+        async with sdk(gateway, "10.0.0.1") as ada:
+            await ada.responses.delete(mine.id)
+            with pytest.raises(openai.NotFoundError):
+                await ada.responses.retrieve(mine.id)
+            with pytest.raises(openai.NotFoundError):
+                await ada.responses.create(model=ALIAS, input="go on", previous_response_id=mine.id)

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import msgspec
 import redis.asyncio as aioredis
 from litestar import Litestar, Request, Response, asgi, route
 from litestar.handlers import HTTPRouteHandler
@@ -172,7 +173,11 @@ def create_app(
     ]
 
     app = service_app(
-        [*endpoints, *_public_routes(settings, catalog, gate, auth_proxy)],
+        [
+            *endpoints,
+            *_public_routes(settings, catalog, gate, auth_proxy),
+            *_stored_responses(gate, responses),
+        ],
         registry=registry,
         http_metrics=metrics.http,
         lifespan=lifespan,
@@ -230,6 +235,35 @@ def _public_routes(
         return await auth_proxy.forward(request, auth_url.rstrip("/"), client_ip=client_ip)
 
     return [list_models, get_model, to_auth]
+
+
+def _stored_responses(gate: Gate, store: ResponseStore) -> list[HTTPRouteHandler]:
+    """`GET` and `DELETE /v1/responses/{id}`: the caller's own stored responses only."""
+
+    async def owner(request: Request[Any, Any, Any]) -> str:
+        return (await gate.principal(request.scope, request_record(request.scope))).bucket
+
+    @route("/v1/responses/{response_id:str}", http_method=["GET"], include_in_schema=False)
+    async def get_response(
+        request: Request[Any, Any, Any], response_id: FromPath[str]
+    ) -> Response[bytes]:
+        stored = await store.load(await owner(request), response_id, "response_id")
+        return Response(msgspec.json.encode(stored.response), media_type="application/json")
+
+    @route(
+        "/v1/responses/{response_id:str}",
+        http_method=["DELETE"],
+        status_code=200,
+        include_in_schema=False,
+    )
+    async def delete_response(
+        request: Request[Any, Any, Any], response_id: FromPath[str]
+    ) -> Response[bytes]:
+        await store.delete(await owner(request), response_id)
+        deleted = {"id": response_id, "object": "response", "deleted": True}
+        return Response(msgspec.json.encode(deleted), media_type="application/json")
+
+    return [get_response, delete_response]
 
 
 def _build_wake(

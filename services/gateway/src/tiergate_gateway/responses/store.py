@@ -63,6 +63,15 @@ class ResponseStore:
             )
         return stored
 
+    async def delete(self, owner: str, response_id: str) -> None:
+        """Forget a response `owner` stored; NotFound (404) when there is none of theirs."""
+        await self.load(owner, response_id, "response_id")
+        try:
+            await self._store.delete(self._keys.response(response_id))
+        except (RedisError, OSError) as exc:
+            _log.warning("response_store_unavailable", error=type(exc).__name__)
+            raise _unavailable() from exc
+
     async def save(self, stored: StoredResponse) -> None:
         """Keep `stored` for the TTL (503 if the store cannot take it)."""
         try:
