@@ -44,6 +44,7 @@ from tiergate_testkit.fake_engine import FakeEngine
 HANG_S = 10.0
 EXAMPLES = 400
 SMALL = "tiergate-small"
+EMBED = "tiergate-embed"
 
 
 @dataclass
@@ -75,14 +76,20 @@ async def mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Mesh]:
     rag_settings = RagSettings(index_dir=str(root / "index"), corpus=[str(root / "corpus")])
     try:
         async with (
-            FakeEngine(models=["engine-small"]) as engine,
+            FakeEngine(models=["engine-small", "engine-embed"]) as engine,
             serve_in_loop(create_auth(auth_settings)) as auth_url,
             serve_in_loop(create_rag(rag_settings)) as rag_url,
         ):
             gateway_settings = GatewaySettings(
-                backends={"cpu": BackendSettings(base_url=f"{engine.base_url}/v1")},
+                backends={"cpu": BackendSettings(base_url=f"{engine.base_url}/v1", kind="vllm")},
                 models=[
-                    ModelAlias(id=SMALL, backend="cpu", engine_model="engine-small", tools=False)
+                    ModelAlias(id=SMALL, backend="cpu", engine_model="engine-small", tools=False),
+                    ModelAlias(
+                        id=EMBED,
+                        backend="cpu",
+                        engine_model="engine-embed",
+                        endpoints=frozenset({"embeddings"}),
+                    ),
                 ],
                 tiers={"anonymous": TierPolicy(max_tokens=16, tools=False)},
                 auth=AuthLink(url=auth_url, internal_token=auth_settings.internal_token),
@@ -227,6 +234,42 @@ SEARCH_BODIES = encoded(
     | JSON
 )
 
+EMBEDDING_BODIES = encoded(
+    mutated(
+        {"model": EMBED, "input": ["a", "b"], "encoding_format": "float"},
+        ["model", "input", "encoding_format", "dimensions", "user"],
+    )
+    | mutated({"model": EMBED, "input": [[1, 2], [3]]}, ["input"])
+    | JSON
+)
+COMPLETION_BODIES = encoded(
+    mutated(
+        {"model": SMALL, "prompt": "Once", "max_tokens": 4, "stream": False},
+        ["model", "prompt", "max_tokens", "stream", "stream_options", "logprobs", "echo", "stop",
+         "n", "best_of", "suffix", "logit_bias", "seed", "temperature", "fake"],
+    )
+    | JSON
+)  # fmt: skip
+RESPONSE_BODIES = encoded(
+    mutated(
+        {
+            "model": SMALL,
+            "instructions": "Be brief.",
+            "input": [
+                {"role": "user", "content": [{"type": "input_text", "text": "hi"}]},
+                {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "c1", "output": "42"},
+            ],
+            "max_output_tokens": 4,
+        },
+        ["model", "input", "instructions", "tools", "tool_choice", "stream", "store", "text",
+         "previous_response_id", "max_output_tokens", "temperature", "reasoning", "include",
+         "metadata", "truncation", "parallel_tool_calls"],
+    )
+    | mutated({"model": SMALL, "input": "hi", "stream": True}, ["input", "stream", "tools"])
+    | JSON
+)  # fmt: skip
+
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -256,6 +299,24 @@ async def test_gateway_chat(mesh: Mesh, body: bytes) -> None:
 
 
 @FUZZ
+@given(body=EMBEDDING_BODIES)
+async def test_gateway_embeddings(mesh: Mesh, body: bytes) -> None:
+    await check(mesh, mesh.gateway, "/v1/embeddings", body)
+
+
+@FUZZ
+@given(body=COMPLETION_BODIES)
+async def test_gateway_completions(mesh: Mesh, body: bytes) -> None:
+    await check(mesh, mesh.gateway, "/v1/completions", body)
+
+
+@FUZZ
+@given(body=RESPONSE_BODIES)
+async def test_gateway_responses(mesh: Mesh, body: bytes) -> None:
+    await check(mesh, mesh.gateway, "/v1/responses", body)
+
+
+@FUZZ
 @given(body=OTP_BODIES, route=st.sampled_from(["/v1/auth/otp/start", "/v1/auth/otp/verify"]))
 async def test_gateway_auth_relay(mesh: Mesh, body: bytes, route: str) -> None:
     await check(mesh, mesh.gateway, route, body)
@@ -282,6 +343,9 @@ async def test_the_campaign_reached_every_route_and_some_bodies_were_valid(mesh:
     """Not all 400s: the generators also produce bodies the services accept."""
     for client, route in (
         (mesh.gateway, "/v1/chat/completions"),
+        (mesh.gateway, "/v1/embeddings"),
+        (mesh.gateway, "/v1/completions"),
+        (mesh.gateway, "/v1/responses"),
         (mesh.gateway, "/v1/auth/otp/start"),
         (mesh.auth, "/v1/auth/otp/start"),
         (mesh.rag, "/v1/search"),
