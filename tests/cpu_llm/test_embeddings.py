@@ -287,6 +287,9 @@ def test_embedding_engine_is_restarted_after_a_crash_and_a_hang(cache: Path) -> 
         assert wait_until(lambda: not embeddings_ready(), 5), "readiness withdrawn when hung"
         assert http.get("/readyz").status_code == 200
         assert wait_until(refused, 5), "a hung embedding engine's requests are refused"
+        # ...but a client's mistake is still a 400, not a 503 to retry.
+        mistake = http.post("/v1/embeddings", json={"input": ""}, timeout=2)
+        assert mistake.status_code == 400, mistake.text
         assert wait_until(lambda: len(child_pids(proc, "llama-server-embedding")) == 3, 15)
         assert wait_until(embeddings_ready, 30), "embedding engine back after a hang"
         assert len(embed(http, "and again")[0]) == DIMENSIONS

@@ -132,7 +132,7 @@ def test_embeddings_errors_are_envelopes(mesh: Mesh) -> None:
         client.embeddings.create(model=ALIAS, input="a chat model embeds nothing")
     assert validate_error(caught.value.response.content)["error"]["param"] == "model"
     with pytest.raises(openai.BadRequestError) as caught:
-        client.embeddings.create(model=EMBED, input="x", dimensions=8)  # llama.cpp cannot
+        client.embeddings.create(model=EMBED, input="x", dimensions=8)  # only its 384
     assert validate_error(caught.value.response.content)["error"]["param"] == "dimensions"
     with httpx.Client(base_url=mesh.gateway.base_url, timeout=30) as http:
         bad = http.post("/v1/embeddings", json={"model": EMBED, "input": []})

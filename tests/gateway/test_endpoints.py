@@ -259,6 +259,18 @@ async def test_an_injected_transport_needs_no_socket() -> None:
     app = create_app(settings, transports={"cpu": httpx.MockTransport(answer)})
     async with serve_in_loop(app) as url, httpx.AsyncClient(base_url=url) as http:
         response = await http.post("/v1/embeddings", json={"model": EMBED, "input": "hi"})
+        # An engine that ignores `dimensions` (it answers 2 values to a request for 8): the
+        # client gets a 400, never vectors of another width than it asked for.
+        wrong = await http.post(
+            "/v1/embeddings", json={"model": EMBED, "input": "hi", "dimensions": 8}
+        )
+        right = await http.post(
+            "/v1/embeddings",
+            json={"model": EMBED, "input": "hi", "dimensions": 2, "encoding_format": "base64"},
+        )
     assert response.status_code == 200, response.text
     assert response.json()["data"][0]["embedding"] == [0.5, 0.25]
-    assert [str(r.url) for r in seen] == ["http://engine.invalid/v1/embeddings"]
+    assert [str(r.url) for r in seen] == ["http://engine.invalid/v1/embeddings"] * 3
+    assert wrong.status_code == 400
+    assert validate_error(wrong.content)["error"]["param"] == "dimensions"
+    assert right.status_code == 200, right.text

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import openai
 import pytest
-from openai.types.responses import FunctionToolParam
+from openai.types.responses import FunctionToolParam, Response
 
 from tiergate_gateway.settings import TierPolicy
 from tiergate_proto.identity import Window
@@ -111,8 +111,11 @@ async def test_another_subjects_response_is_not_found(engine: FakeEngine) -> Non
 
 async def test_store_false_is_not_kept(engine: FakeEngine) -> None:
     async with gateway_for(engine) as gateway, sdk(gateway) as client:
-        unstored = await client.responses.create(model=ALIAS, input="hello", store=False)
-        assert unstored.store is False
+        raw = await client.responses.with_raw_response.create(
+            model=ALIAS, input="hello", store=False
+        )
+        assert raw.http_response.json()["store"] is False  # echoed, as OpenAI does
+        unstored = raw.parse()
         with pytest.raises(openai.NotFoundError):
             await client.responses.create(
                 model=ALIAS, input="again", previous_response_id=unstored.id
@@ -161,6 +164,7 @@ async def test_streamed_response_assembled_by_the_sdk_helper(
 async def test_function_tool_round_trip(engine: FakeEngine, stream: bool) -> None:
     async with gateway_for(engine) as gateway, sdk(gateway) as client:
         extra = {"fake": {"tool_call": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}}
+        first: Response
         if stream:
             async with client.responses.stream(
                 model=ALIAS, input="Weather in Paris?", tools=[WEATHER], extra_body=extra

@@ -1,11 +1,12 @@
 """The embedding engine's routes: `POST /v1/embeddings` relayed, `/readyz/embeddings`.
 
-The body is checked first (`embeddings.check_request`, limits from the running engine's
-`/v1/models` metadata), then sent to the embedding engine and its answer returned whole
-(embeddings are not streamed); an engine error becomes our envelope (`embeddings.
-engine_error`). A client that leaves before the answer cancels the engine call. While the
-engine is not serving (starting, restarting, hung) both routes answer 503 with Retry-After;
-with `embedding.enabled` false, 404.
+The body is checked first (`embeddings.check_request`; limits from the running engine's
+`/v1/models` metadata), even while the engine is not serving: a client's mistake is a 400,
+never a 503 to retry. Then it goes to the embedding engine and the answer comes back whole
+(embeddings are not streamed); an engine error becomes our envelope
+(`embeddings.engine_error`). A client that leaves before the answer cancels the engine call.
+While the engine is not serving (starting, restarting, hung) both routes answer 503 with
+Retry-After; with `embedding.enabled` false, 404.
 """
 
 from __future__ import annotations
@@ -43,9 +44,8 @@ def embedding_routes(
         if embedder is None:
             raise NotFound(_DISABLED, code="unsupported_endpoint")
         body = await request.body()
-        base_url = embedder.base_url
-        if not embedder.serving or base_url is None:
-            raise ServiceUnavailable(_STARTING, retry_after=2)
+        # The client's mistakes first: a bad request is a 400 even while the engine starts
+        # (then only the limits that need the engine's metadata are not checked yet).
         limits = limits_from_models(
             embedder.models,
             model_id=settings.model_id,
@@ -53,6 +53,9 @@ def embedding_routes(
             batch_size=settings.batch_size,
         )
         check_request(body, limits)
+        base_url = embedder.base_url
+        if not embedder.serving or base_url is None:
+            raise ServiceUnavailable(_STARTING, retry_after=2)
         record = request_record(request.scope)
         headers = {"content-type": _JSON, REQUEST_ID_HEADER: record.request_id}
         call = proxy.client.post(f"{base_url}/v1/embeddings", content=body, headers=headers)

@@ -15,7 +15,6 @@ from tiergate_gateway.identity.principal import Principal
 from tiergate_gateway.pipeline.exchange import Exchange, Parsed, StreamRelay
 from tiergate_gateway.settings import ApiName
 from tiergate_gateway.upstream.adapters import UpstreamApi
-from tiergate_runtime.errors import InvalidRequest
 
 __all__ = ["Endpoint"]
 
@@ -39,11 +38,6 @@ class Endpoint(ABC):
 
         Reads only (a Responses request loads its conversation here); no side effects.
         """
-
-    def unsupported(self, parsed: Parsed, kind: str) -> InvalidRequest | None:
-        """The 400 for a request the backend's `kind` cannot serve as asked, if any."""
-        del parsed, kind
-        return None
 
     @abstractmethod
     async def answer(

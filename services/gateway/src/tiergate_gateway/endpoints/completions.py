@@ -34,6 +34,32 @@ def _stream_checked(request: CompletionRequest) -> None:
         )
 
 
+class _Widths(msgspec.Struct):
+    class _Item(msgspec.Struct):
+        embedding: list[float] | str
+
+    data: list[_Item]
+
+
+def _base64_floats(text: str) -> int:
+    return (len(text) * 3 // 4 - text[-2:].count("=")) // 4
+
+
+def _check_width(body: bytes, dimensions: int, alias: str) -> None:
+    """An engine that ignores `dimensions` (a plain llama.cpp server answers its model's full
+    width) must not hand the client vectors of another size than it asked for: a 400."""
+    for item in msgspec.json.decode(body, type=_Widths).data:
+        vector = item.embedding
+        width = len(vector) if isinstance(vector, list) else _base64_floats(vector)
+        if width != dimensions:
+            raise InvalidRequest(
+                f"The model '{alias}' does not support 'dimensions' = {dimensions} "
+                f"(its embeddings have {width}).",
+                param="dimensions",
+                code="unsupported_parameter",
+            )
+
+
 class CompletionsEndpoint(Endpoint):
     """Legacy text completions (stream and not)."""
 
@@ -94,24 +120,14 @@ class EmbeddingsEndpoint(Endpoint):
             raise validation_error(exc) from None
         return Parsed(model=parsed.model, raw=raw, size=size, state=parsed)
 
-    def unsupported(self, parsed: Parsed, kind: str) -> InvalidRequest | None:
-        request: EmbeddingRequest = parsed.state
-        if request.dimensions is not None and kind == "llamacpp":
-            # llama.cpp answers its model's full width whatever `dimensions` says: a client
-            # would get vectors of another size than it asked for.
-            return InvalidRequest(
-                f"The model '{parsed.model[:128]}' does not support 'dimensions'.",
-                param="dimensions",
-                code="unsupported_parameter",
-            )
-        return None
-
     async def answer(
         self, exchange: Exchange, content: bytes, alias: str, keep_extras: frozenset[str]
     ) -> tuple[bytes, tuple[int, int] | None]:
         del keep_extras  # OpenAI's exact shape: nothing an engine adds is kept
         request: EmbeddingRequest = exchange.parsed.state
         body, usage = conform_embeddings(content, alias, encoding_format=request.encoding_format)
+        if request.dimensions is not None:
+            _check_width(body, request.dimensions, alias)
         return body, (usage.prompt_tokens, 0) if usage else None
 
     def relay(self, exchange: Exchange, alias: str, keep_extras: frozenset[str]) -> StreamRelay:

@@ -116,9 +116,6 @@ class Pipeline:
         # read and validate
         parsed = await endpoint.read(request, self.max_body_bytes, principal)
         route = self._model(parsed.model, endpoint)
-        problem = endpoint.unsupported(parsed, self.act.upstreams[route.backend].adapter.kind)
-        if problem is not None:
-            raise problem
         # policy
         policy = self.gate.policy(principal)
         cap = apply_policy(
