@@ -17,7 +17,6 @@ This is the only stage with side effects on other services (issue 11). In order:
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING
 
 from litestar.types import HTTPResponseStartEvent, Send
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
@@ -27,7 +26,7 @@ from tiergate_gateway.catalog import Route
 from tiergate_gateway.grounding import Grounder
 from tiergate_gateway.metrics import GatewayMetrics
 from tiergate_gateway.pipeline.body import upstream_body
-from tiergate_gateway.pipeline.exchange import Exchange
+from tiergate_gateway.pipeline.exchange import EndpointSpec, Exchange
 from tiergate_gateway.routing.decide import WAKING_RETRY_AFTER_S, Decision
 from tiergate_gateway.upstream.admission import Admission, BackendOverloaded
 from tiergate_gateway.upstream.call import UpstreamCall
@@ -36,9 +35,6 @@ from tiergate_gateway.wake import WakeCoordinator
 from tiergate_runtime.edge import REQUEST_ID_HEADER
 from tiergate_runtime.errors import ApiError, ServiceUnavailable
 from tiergate_runtime.upstream import ClientGone, unless_client_leaves
-
-if TYPE_CHECKING:
-    from tiergate_gateway.endpoints.base import Endpoint
 
 __all__ = ["Act", "send_client_gone"]
 
@@ -92,7 +88,7 @@ class Act:
         self.retries = retries
 
     async def run(
-        self, exchange: Exchange, endpoint: Endpoint, decision: Decision, send: Send
+        self, exchange: Exchange, endpoint: EndpointSpec, decision: Decision, send: Send
     ) -> None:
         """Carry out `decision` (see the module docstring)."""
         request = exchange.request
@@ -119,7 +115,7 @@ class Act:
         await self._serve(exchange, endpoint, decision, send)
 
     async def _serve(
-        self, exchange: Exchange, endpoint: Endpoint, decision: Decision, send: Send
+        self, exchange: Exchange, endpoint: EndpointSpec, decision: Decision, send: Send
     ) -> None:
         """Try the decision's routes in order until one answers."""
         attempts = decision.attempts
@@ -148,7 +144,7 @@ class Act:
     async def _on_permit(
         self,
         exchange: Exchange,
-        endpoint: Endpoint,
+        endpoint: EndpointSpec,
         target: Route,
         permit: BreakerPermit,
         send: Send,

@@ -8,7 +8,7 @@ decide (`decision`); act adds the grounding it fetched and the upstream calls it
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from litestar import Request
 
@@ -20,9 +20,8 @@ from tiergate_runtime.edge import AccessRecord
 
 if TYPE_CHECKING:
     from tiergate_gateway.grounding import Grounding
-    from tiergate_gateway.upstream.call import UpstreamCall
 
-__all__ = ["Exchange", "Parsed", "StreamRelay"]
+__all__ = ["Answers", "Attempt", "EndpointSpec", "Exchange", "Parsed", "StreamRelay"]
 
 
 @dataclass(slots=True)
@@ -78,6 +77,43 @@ class StreamRelay(Protocol):
         ...
 
 
+class Answers(Protocol):
+    """What an upstream attempt needs of its endpoint (`endpoints/base.py`'s `Endpoint`)."""
+
+    @property
+    def api(self) -> str: ...
+    @property
+    def upstream(self) -> Literal["chat", "completions", "embeddings"]: ...
+
+    async def answer(
+        self, exchange: Exchange, content: bytes, alias: str, keep_extras: frozenset[str]
+    ) -> tuple[bytes, tuple[int, int] | None]: ...
+
+    def relay(self, exchange: Exchange, alias: str, keep_extras: frozenset[str]) -> StreamRelay: ...
+
+    async def end_stream(self, exchange: Exchange, relay: StreamRelay) -> bytes: ...
+
+
+class EndpointSpec(Answers, Protocol):
+    """What the pipeline needs of an endpoint (`endpoints/base.py`'s `Endpoint`)."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def span_name(self) -> str: ...
+
+    async def read(
+        self, request: Request[Any, Any, Any], limit: int, principal: Principal
+    ) -> Parsed: ...
+
+
+class Attempt(Protocol):
+    """One upstream attempt, as the exchange keeps it (`upstream/call.py`'s `UpstreamCall`)."""
+
+    @property
+    def used_tokens(self) -> int | None: ...
+
+
 @dataclass(slots=True)
 class Exchange:
     """One request through the pipeline."""
@@ -91,7 +127,7 @@ class Exchange:
     cap: int | None
     """The tier's clamp of the answer's tokens (None: the endpoint has no answer tokens)."""
     grounding: Grounding | None = None
-    calls: list[UpstreamCall] = field(default_factory=list)
+    calls: list[Attempt] = field(default_factory=list)
 
     @property
     def used_tokens(self) -> int | None:

@@ -32,10 +32,9 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from opentelemetry.trace import Tracer
 
 from tiergate_gateway.catalog import Catalog, Route
-from tiergate_gateway.endpoints.base import Endpoint
 from tiergate_gateway.gate import Gate
 from tiergate_gateway.pipeline.act import Act, send_client_gone
-from tiergate_gateway.pipeline.exchange import Exchange, Parsed
+from tiergate_gateway.pipeline.exchange import EndpointSpec, Exchange, Parsed
 from tiergate_gateway.policy import apply_policy, estimate_tokens
 from tiergate_gateway.routing.decide import BackendState, decide
 from tiergate_gateway.routing.router import Plan, Router, fitting
@@ -71,7 +70,7 @@ class Pipeline:
         grounder = act.grounder
         self._grounding_chars = grounder.max_added_chars if grounder is not None else 0
 
-    def handler(self, endpoint: Endpoint) -> ASGIApp:
+    def handler(self, endpoint: EndpointSpec) -> ASGIApp:
         """The raw ASGI handler of `POST endpoint.path`.
 
         A raw ASGI route rather than a Litestar handler: the framework's per-request argument
@@ -105,7 +104,7 @@ class Pipeline:
 
     async def _run(
         self,
-        endpoint: Endpoint,
+        endpoint: EndpointSpec,
         request: Request[Any, Any, Any],
         record: AccessRecord,
         span: RequestSpan,
@@ -151,7 +150,7 @@ class Pipeline:
             # account
             await self.gate.limits.finish(admission, exchange.used_tokens)
 
-    def _model(self, model: str, endpoint: Endpoint) -> Route:
+    def _model(self, model: str, endpoint: EndpointSpec) -> Route:
         route = self.catalog.route(model)
         if route is None:
             raise NotFound(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import TYPE_CHECKING
 
 import httpx
 import msgspec
@@ -13,16 +12,13 @@ import structlog
 
 from tiergate_gateway.catalog import Route
 from tiergate_gateway.metrics import GatewayMetrics
-from tiergate_gateway.pipeline.exchange import Exchange, StreamRelay
+from tiergate_gateway.pipeline.exchange import Answers, Exchange, StreamRelay
 from tiergate_gateway.upstream.client import Upstream
 from tiergate_gateway.upstream.sse import SseProtocolError
 from tiergate_runtime.errors import (
     BadGateway,
     GatewayTimeout,
 )
-
-if TYPE_CHECKING:
-    from tiergate_gateway.endpoints.base import Endpoint
 
 __all__ = ["UpstreamCall"]
 
@@ -50,7 +46,7 @@ class UpstreamCall:
         self,
         metrics: GatewayMetrics,
         exchange: Exchange,
-        endpoint: Endpoint,
+        endpoint: Answers,
         route: Route,
         keep_extras: frozenset[str] = frozenset(),
     ) -> None:
