@@ -71,7 +71,7 @@ class RequestSpan(_Span):
     def attempt(self, backend: str, model: str) -> AttemptSpan:
         """A child span for one upstream attempt."""
         if self._tracer is None or self._span is None:
-            return AttemptSpan(None)
+            return NO_ATTEMPT_SPAN
         span = self._tracer.start_span(
             "upstream",
             context=trace.set_span_in_context(self._span),
@@ -90,3 +90,7 @@ class AttemptSpan(_Span):
         """Add `traceparent` for the upstream call, making the engine's work a child span."""
         if self._span is not None:
             _propagator.inject(headers, context=trace.set_span_in_context(self._span))
+
+
+NO_ATTEMPT_SPAN = AttemptSpan(None)
+"""The attempt span when not tracing: shared, it never ends anything."""

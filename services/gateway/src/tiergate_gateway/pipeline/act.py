@@ -28,7 +28,7 @@ from tiergate_gateway.metrics import GatewayMetrics
 from tiergate_gateway.pipeline.body import upstream_body
 from tiergate_gateway.pipeline.exchange import EndpointSpec, Exchange
 from tiergate_gateway.routing.decide import WAKING_RETRY_AFTER_S, Decision
-from tiergate_gateway.upstream.admission import Admission, BackendOverloaded
+from tiergate_gateway.upstream.admission import Admission, BackendOverloaded, BackendQueue
 from tiergate_gateway.upstream.call import UpstreamCall
 from tiergate_gateway.upstream.client import Upstream
 from tiergate_gateway.wake import WakeCoordinator
@@ -154,8 +154,12 @@ class Act:
         call = UpstreamCall(self.metrics, exchange, endpoint, target, upstream.settings.keep_extras)
         exchange.calls.append(call)
         body = upstream_body(exchange, target, upstream.adapter, endpoint.upstream)
+        queue = self.shedding.queue(target.backend) if self.shedding else None
         try:
-            await self._slotted(exchange, call, upstream, body, send)
+            if queue is None:  # unbounded: no slot to hold (one coroutine less, issue 3)
+                await self._attempt(call, upstream, body, send)
+            else:
+                await self._slotted(queue, call, upstream, body, send)
         except ApiError as exc:
             if not _fallback_worthy(exc) or isinstance(exc, BackendOverloaded):
                 permit.neutral()  # a 4xx, or shed: says nothing of the backend (issue 10)
@@ -170,19 +174,20 @@ class Act:
             permit.success()
 
     async def _slotted(
-        self, exchange: Exchange, call: UpstreamCall, upstream: Upstream, body: bytes, send: Send
+        self,
+        queue: BackendQueue,
+        call: UpstreamCall,
+        upstream: Upstream,
+        body: bytes,
+        send: Send,
     ) -> None:
-        """`_attempt` holding one of the backend's slots (upstream/admission.py), if bounded.
+        """`_attempt` holding one of the backend's slots (upstream/admission.py).
 
         Waits in line for a free slot (the client leaving ends the wait) or raises
         BackendOverloaded before the engine sees anything; the slot is given back however
         the call ends, a stream after its last byte.
         """
-        request = exchange.request
-        queue = self.shedding.queue(call.route.backend) if self.shedding else None
-        if queue is None:
-            await self._attempt(call, upstream, body, send)
-            return
+        request = call.exchange.request
         try:
             # A free slot is taken without a disconnect watcher (the hot path, issue 3).
             slot = queue.try_acquire()

@@ -36,7 +36,7 @@ from tiergate_gateway.gate import Gate
 from tiergate_gateway.pipeline.act import Act, send_client_gone
 from tiergate_gateway.pipeline.exchange import EndpointSpec, Exchange, Parsed
 from tiergate_gateway.policy import apply_policy, estimate_tokens
-from tiergate_gateway.routing.decide import BackendState, decide
+from tiergate_gateway.routing.decide import AWAKE, BackendState, decide
 from tiergate_gateway.routing.router import Plan, Router, fitting
 from tiergate_gateway.tracing import RequestSpan
 from tiergate_runtime.edge import AccessRecord, request_record
@@ -44,6 +44,9 @@ from tiergate_runtime.errors import ApiError, InvalidRequest, NotFound
 from tiergate_runtime.upstream import ClientGone
 
 __all__ = ["Pipeline"]
+
+ASLEEP = BackendState(sleeps=True, ready=False)
+WOKEN = BackendState(sleeps=True, ready=True)
 
 _log = structlog.get_logger("tiergate.gateway.pipeline")
 
@@ -149,6 +152,9 @@ class Pipeline:
         finally:
             # account
             await self.gate.limits.finish(admission, exchange.used_tokens)
+            # Each call holds the exchange: break the cycle, or every request's objects would
+            # wait for the cyclic garbage collector (measured: +10 % CPU per request).
+            exchange.calls.clear()
 
     def _model(self, model: str, endpoint: EndpointSpec) -> Route:
         route = self.catalog.route(model)
@@ -177,5 +183,5 @@ class Pipeline:
     def _state(self, backend: str) -> BackendState:
         wake = self.act.wake
         if not wake.sleeps(backend):
-            return BackendState()
-        return BackendState(sleeps=True, ready=wake.ready(backend))
+            return AWAKE
+        return WOKEN if wake.ready(backend) else ASLEEP
