@@ -25,13 +25,3 @@ def test_every_setting_has_a_row(service: str) -> None:
     missing = sorted(field_names(SERVICES[service]) - rows)
     assert not missing, f"docs/settings.md, {service}: no row for {', '.join(missing)}"
 
-
-def test_every_setting_has_a_docstring() -> None:
-    """Not required (the reference shows — instead): an expected failure while any lacks one,
-    so that `make test`'s summary says how many, and the command lists them."""
-    missing = settings_doc.undocumented()
-    if missing:
-        pytest.xfail(
-            f"{len(missing)} settings fields have no docstring (— in docs/settings.md); "
-            "list: python -m tiergate_runtime.settings_doc --undocumented"
-        )
