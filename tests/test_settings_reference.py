@@ -24,4 +24,3 @@ def test_every_setting_has_a_row(service: str) -> None:
     rows = set(re.findall(r"^\| `([^`]+)` \|", section, flags=re.MULTILINE))
     missing = sorted(field_names(SERVICES[service]) - rows)
     assert not missing, f"docs/settings.md, {service}: no row for {', '.join(missing)}"
-
