@@ -8,7 +8,7 @@ against the token window), fallbacks before the first byte, metrics, access log.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from litestar import Request
@@ -23,6 +23,19 @@ from tiergate_runtime.body import read_sized_json_object, validation_error
 from tiergate_runtime.errors import InvalidRequest
 
 __all__ = ["CompletionsEndpoint", "EmbeddingsEndpoint"]
+
+T = TypeVar("T", CompletionRequest, EmbeddingRequest)
+
+
+async def _read(
+    request: Request[Any, Any, Any], limit: int, tp: type[T]
+) -> tuple[T, dict[str, Any], int]:
+    """The body validated as `tp`, the raw object (forwarded) and its size."""
+    raw, size = await read_sized_json_object(request, limit)
+    try:
+        return msgspec.convert(raw, tp), raw, size
+    except msgspec.ValidationError as exc:
+        raise validation_error(exc) from None
 
 
 def _stream_checked(request: CompletionRequest) -> None:
@@ -72,11 +85,7 @@ class CompletionsEndpoint(Endpoint):
         self, request: Request[Any, Any, Any], limit: int, principal: Principal
     ) -> Parsed:
         del principal
-        raw, size = await read_sized_json_object(request, limit)
-        try:
-            parsed = msgspec.convert(raw, CompletionRequest)
-        except msgspec.ValidationError as exc:
-            raise validation_error(exc) from None
+        parsed, raw, size = await _read(request, limit, CompletionRequest)
         _stream_checked(parsed)
         options = parsed.stream_options
         return Parsed(
@@ -113,11 +122,7 @@ class EmbeddingsEndpoint(Endpoint):
         self, request: Request[Any, Any, Any], limit: int, principal: Principal
     ) -> Parsed:
         del principal
-        raw, size = await read_sized_json_object(request, limit)
-        try:
-            parsed = msgspec.convert(raw, EmbeddingRequest)
-        except msgspec.ValidationError as exc:
-            raise validation_error(exc) from None
+        parsed, raw, size = await _read(request, limit, EmbeddingRequest)
         return Parsed(model=parsed.model, raw=raw, size=size, state=parsed)
 
     async def answer(
