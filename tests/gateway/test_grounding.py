@@ -6,6 +6,7 @@ from pathlib import Path
 
 import msgspec
 
+from tiergate_gateway.grounding import INSTRUCTION
 from tiergate_gateway.settings import RagLink, TierPolicy
 from tiergate_rag.app import create_app as create_rag
 from tiergate_rag.settings import RagSettings
@@ -47,9 +48,12 @@ async def test_anonymous_answers_are_grounded_with_sources(
             sent = last_chat(engine).body
             assert isinstance(sent, dict)
             roles = [m["role"] for m in sent["messages"]]
-            assert roles == ["system", "system", "user"]  # the caller's system message first
-            grounding = sent["messages"][1]["content"]
-            assert "cite them as [n]" in grounding
+            assert roles == ["system", "system", "user"]
+            # The grounding first, its fixed instruction leading (the prompt cache's prefix),
+            # then the caller's own system message and the conversation.
+            grounding = sent["messages"][0]["content"]
+            assert grounding.startswith(INSTRUCTION + "\n\n[1] ")
+            assert sent["messages"][1] == {"role": "system", "content": "Be brief."}
             assert "[1] Limits" in grounding
             assert "twenty requests per fifteen minutes" in grounding
             stream = await gateway.client.post(

@@ -30,6 +30,9 @@ class SearchRequest(msgspec.Struct, kw_only=True):
     query: str
     k: Annotated[int, msgspec.Meta(ge=1, le=50)] = 5
     filters: SearchFilters = msgspec.field(default_factory=SearchFilters)
+    passage_chars: Annotated[int, msgspec.Meta(ge=40, le=20_000)] | None = None
+    """Also return each hit's `passage`: its lines that matched the query, at most this
+    many characters."""
 
 
 class SearchHit(msgspec.Struct, kw_only=True):
@@ -43,6 +46,13 @@ class SearchHit(msgspec.Struct, kw_only=True):
     heading_path: list[str]
     source: str
     language: str
+    relevance: float = 0.0
+    """How much of the query the chunk holds, 0 to 1: the idf-weighted share of the query's
+    content terms (function words dropped) found in it. Unlike `score` (BM25, unbounded, its
+    scale moving with corpus and query), comparable across queries and corpora."""
+    passage: str | None = None
+    """With `passage_chars`: the consecutive lines/sentences of `text` that hold the most of
+    the query, within that length (the whole text when it fits)."""
 
 
 class SearchResponse(msgspec.Struct, kw_only=True):
@@ -50,6 +60,9 @@ class SearchResponse(msgspec.Struct, kw_only=True):
 
     data: list[SearchHit]
     object: Literal["list"] = "list"
+    relevance: float = 0.0
+    """How much of the query the hits cover together (0 to 1): the idf-weighted share of the
+    query's content terms found in at least one of them. What grounding is decided on."""
 
 
 class DocumentPut(msgspec.Struct, kw_only=True):

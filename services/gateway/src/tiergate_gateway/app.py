@@ -123,9 +123,11 @@ def create_app(
             Grounder(
                 auth_client,
                 settings.rag.url,
-                settings.rag.timeout_s,
-                settings.rag.k,
-                settings.rag.max_source_chars,
+                timeout_s=settings.rag.timeout_s,
+                k=settings.rag.k,
+                max_source_chars=settings.rag.max_source_chars,
+                min_relevance=settings.rag.min_relevance,
+                chars_per_token=settings.limits.chars_per_token,
             )
             if settings.rag.url is not None
             else None

@@ -32,6 +32,7 @@ class EffectivePolicy:
     tools: bool
     limits: LimitPolicy
     grounding: bool = False
+    grounding_tokens: int = 256
 
     def allows_model(self, model_id: str) -> bool:
         """Whether the model may be used."""
@@ -48,6 +49,7 @@ def effective_policy(principal: Principal, tier: TierPolicy, lease_s: float) -> 
         max_tokens=key.max_tokens if key is not None and key.max_tokens else tier.max_tokens,
         tools=tier.tools,
         grounding=tier.grounding,
+        grounding_tokens=tier.grounding_tokens,
         limits=LimitPolicy(
             requests=key.requests if key is not None and key.requests else tier.requests,
             tokens=key.tokens if key is not None and key.tokens else tier.tokens,

@@ -195,7 +195,11 @@ class TierPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     """Whether requests may carry `tools`/`functions`."""
     grounding: bool = False
     """Answer from the retrieval service's sources (one system message with numbered
-    sources); see `[rag]`."""
+    sources) when they are relevant to the question; see `[rag]`."""
+    grounding_tokens: Annotated[int, msgspec.Meta(ge=50, le=100_000)] = 256
+    """Budget of the sources, in estimated tokens (characters / `limits.chars_per_token`):
+    the passages that matched, best first, until it is spent. Every prompt token costs time
+    to first token on a CPU model (~3 ms each for SmolLM2 on one thread)."""
 
 
 def _default_tiers() -> dict[str, TierPolicy]:
@@ -261,7 +265,15 @@ class RagLink(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     timeout_s: Annotated[float, msgspec.Meta(gt=0, le=10)] = 0.2
     """Past this the request is answered ungrounded (and says so)."""
     k: Annotated[int, msgspec.Meta(ge=1, le=20)] = 4
-    max_source_chars: Annotated[int, msgspec.Meta(ge=100, le=20_000)] = 1200
+    """Hits asked for; those holding none of the question are dropped, the rest fill the
+    tier's `grounding_tokens`."""
+    max_source_chars: Annotated[int, msgspec.Meta(ge=100, le=20_000)] = 600
+    """The longest passage one source contributes."""
+    min_relevance: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.5
+    """Ground only when the hits hold at least this share of the question (retrieval's
+    `relevance`: the idf-weighted share of the question's content terms found in the hits;
+    0 grounds whatever was found). Calibrated on `evals/answer.toml` against the default
+    corpus (bench/results/answer-latest.md)."""
 
 
 class LimitSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

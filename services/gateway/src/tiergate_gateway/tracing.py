@@ -28,7 +28,7 @@ class _Span:
         self._ended = False
         self._span = span
 
-    def set(self, **attributes: str | int | bool) -> None:
+    def set(self, **attributes: str | int | float | bool) -> None:
         """Add attributes (`tiergate.` prefixed)."""
         if self._span is not None:
             for key, value in attributes.items():

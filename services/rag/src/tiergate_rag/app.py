@@ -38,6 +38,7 @@ from tiergate_proto.rag import (
 from tiergate_rag.index import SearchIndex
 from tiergate_rag.ingest import Ingestor
 from tiergate_rag.mcp_server import McpEndpoint
+from tiergate_rag.relevance import together
 from tiergate_rag.settings import RagSettings
 from tiergate_runtime.app import service_app
 from tiergate_runtime.body import read_struct
@@ -107,6 +108,7 @@ def create_app(settings: RagSettings) -> Litestar:
             body.k,
             doc_id=body.filters.doc_id,
             language=body.filters.language,
+            passage_chars=body.passage_chars,
         )
         data = [
             SearchHit(
@@ -118,10 +120,13 @@ def create_app(settings: RagSettings) -> Litestar:
                 heading_path=h.heading_path,
                 source=h.source,
                 language=h.language,
+                relevance=h.relevance,
+                passage=h.passage,
             )
             for h in hits
         ]
-        return _json(SearchResponse(data=data))
+        jointly = together((h.query, h.matched) for h in hits if h.query is not None)
+        return _json(SearchResponse(data=data, relevance=jointly))
 
     @get("/v1/documents/{doc_id:path}")
     async def get_document(doc_id: FromPath[str]) -> Response[bytes]:

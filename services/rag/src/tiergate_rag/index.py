@@ -36,6 +36,7 @@ import structlog
 import tantivy
 
 from tiergate_rag.chunking import Chunk
+from tiergate_rag.relevance import QueryTerms, Relevance
 
 __all__ = ["ANALYZED_LANGUAGES", "Hit", "IndexedDocument", "SearchIndex", "StoredDocument"]
 
@@ -91,6 +92,15 @@ class Hit:
     heading_path: list[str]
     source: str
     language: str
+    relevance: float = 0.0
+    """The idf-weighted share of the query's content terms the chunk holds (0 to 1;
+    `relevance.py`)."""
+    passage: str | None = None
+    """The lines of the chunk that matched, when the search asked for passages."""
+    matched: frozenset[str] = frozenset()
+    """The query's content terms the chunk holds (as `query` analyses them)."""
+    query: QueryTerms | None = None
+    """The query's terms in this chunk's field, shared by the hits of that field."""
 
 
 def _schema() -> tantivy.Schema:
@@ -118,6 +128,7 @@ class SearchIndex:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
         self._schema = _schema()
+        self._relevance = Relevance()
         self._lock = threading.Lock()  # one writer at a time
         current = self.root / "current"
         if not current.exists():
@@ -211,11 +222,19 @@ class SearchIndex:
     # --- reading ----------------------------------------------------------------------------
 
     def search(
-        self, query: str, k: int, *, doc_id: str | None = None, language: str | None = None
+        self,
+        query: str,
+        k: int,
+        *,
+        doc_id: str | None = None,
+        language: str | None = None,
+        passage_chars: int | None = None,
     ) -> list[Hit]:
-        """The `k` best chunks for `query` (BM25), optionally within one document/language."""
+        """The `k` best chunks for `query` (BM25), optionally within one document/language,
+        each with its relevance and, with `passage_chars`, the passage that matched."""
         index = self._index  # a rebuild swaps it; this search keeps the one it started with
-        parsed, _errors = index.parse_query_lenient(query, [*list(_TEXT_FIELDS), "title"])
+        ranked = self._relevance.content_words(query) or query
+        parsed, _errors = index.parse_query_lenient(ranked, [*list(_TEXT_FIELDS), "title"])
         clauses = [(tantivy.Occur.Must, parsed)]
         for field, value in (("doc_id", doc_id), ("lang", language)):
             if value is not None:
@@ -224,19 +243,31 @@ class SearchIndex:
         combined = tantivy.Query.boolean_query(clauses) if len(clauses) > 1 else parsed
         searcher = index.searcher()
         hits = []
+        terms: dict[str, QueryTerms] = {}
         for score, address in searcher.search(combined, k).hits:
             stored = searcher.doc(address)
-            text = next((stored[f][0] for f in _TEXT_FIELDS if stored.get_all(f)), "")
+            field = next((f for f in _TEXT_FIELDS if stored.get_all(f)), "text_any")
+            text = stored[field][0] if stored.get_all(field) else ""
+            lang = stored["lang"][0]
+            title = stored["title"][0]
+            if field not in terms:
+                terms[field] = self._relevance.terms(query, lang, field, searcher)
+            weighed = terms[field]
+            matched = frozenset(weighed.terms_in(text) | weighed.terms_in(title))
             hits.append(
                 Hit(
                     chunk_id=stored["chunk_id"][0],
                     doc_id=stored["doc_id"][0],
                     score=float(score),
                     text=text,
-                    title=stored["title"][0],
+                    title=title,
                     heading_path=_heading_path(stored),
                     source=stored["source"][0],
-                    language=stored["lang"][0],
+                    language=lang,
+                    relevance=weighed.share(matched),
+                    passage=None if passage_chars is None else weighed.passage(text, passage_chars),
+                    matched=matched,
+                    query=weighed,
                 )
             )
         return hits

@@ -106,9 +106,13 @@ class Act:
         if decision.upgrade:
             exchange.record.add_header("x-tiergate-upgrade", "waking")
         if exchange.policy.grounding and self.grounder is not None and exchange.parsed.chat:
-            grounding = await self.grounder.ground(exchange.parsed.raw)
+            grounding = await self.grounder.ground(
+                exchange.parsed.raw, exchange.policy.grounding_tokens
+            )
             exchange.grounding = grounding
             exchange.record.add_header("x-tiergate-grounding", grounding.status)
+            if grounding.relevance is not None:
+                exchange.span.set(grounding_relevance=grounding.relevance)
             if grounding.sources:
                 ids = ", ".join(hit.id for hit in grounding.sources)
                 exchange.record.add_header("x-tiergate-sources", ids)

@@ -2,15 +2,14 @@
 
 No stage mutates the client's request (issue 11): `upstream_body` copies it and applies, in
 this order, the engine's model id for the route tried, the tier's clamp of the answer's
-tokens, the grounding message (after the caller's leading system messages, before the
-conversation), `stream_options.include_usage` for streams (the gateway counts tokens; the
-relay drops the usage chunk again when the client did not ask for it), and finally the
-backend adapter's filter of the fields it accepts.
+tokens, the grounding message (first, before the caller's messages, so its fixed
+instruction is a shared prefix for llama.cpp's prompt cache), `stream_options.include_usage`
+for streams (the gateway counts tokens; the relay drops the usage chunk again when the
+client did not ask for it), `cache_prompt` for llama.cpp, and finally the backend adapter's
+filter of the fields it accepts.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import msgspec
 
@@ -21,18 +20,6 @@ from tiergate_gateway.upstream.adapters import Adapter, UpstreamApi
 __all__ = ["upstream_body"]
 
 _encode = msgspec.json.Encoder().encode
-
-
-def _grounded(messages: list[Any], message: dict[str, Any]) -> list[Any]:
-    at = next(
-        (
-            i
-            for i, m in enumerate(messages)
-            if not (isinstance(m, dict) and m.get("role") == "system")
-        ),
-        len(messages),
-    )
-    return [*messages[:at], message, *messages[at:]]
 
 
 def upstream_body(exchange: Exchange, route: Route, adapter: Adapter, api: UpstreamApi) -> bytes:
@@ -48,11 +35,15 @@ def upstream_body(exchange: Exchange, route: Route, adapter: Adapter, api: Upstr
     if grounding is not None and grounding.message is not None:
         messages = body.get("messages")
         if isinstance(messages, list):
-            body["messages"] = _grounded(messages, grounding.message)
+            # First: its fixed instruction is a prefix every grounded prompt shares, which
+            # the engine's prompt cache keeps (grounding.py).
+            body["messages"] = [grounding.message, *messages]
     if parsed.stream and adapter.stream_usage:
         options = body.get("stream_options")
         body["stream_options"] = {
             **(options if isinstance(options, dict) else {}),
             "include_usage": True,
         }
+    if adapter.kind == "llamacpp" and "cache_prompt" not in body:
+        body["cache_prompt"] = True  # reuse the longest cached prefix (llama.cpp's default)
     return _encode(adapter.shape(api, body))

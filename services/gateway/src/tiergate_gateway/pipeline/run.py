@@ -70,8 +70,7 @@ class Pipeline:
         self.act = act
         self.max_body_bytes = max_body_bytes
         self.tracer = tracer
-        grounder = act.grounder
-        self._grounding_chars = grounder.max_added_chars if grounder is not None else 0
+        self._grounder = act.grounder
 
     def handler(self, endpoint: EndpointSpec) -> ASGIApp:
         """The raw ASGI handler of `POST endpoint.path`.
@@ -129,7 +128,12 @@ class Pipeline:
         # plan
         plan = self._plan(exchange, route)
         # admit: nothing below runs for a refused request
-        grounding_chars = self._grounding_chars if policy.grounding and parsed.chat else 0
+        grounder = self._grounder
+        grounding_chars = (
+            grounder.max_added_chars(policy.grounding_tokens)
+            if grounder is not None and policy.grounding and parsed.chat
+            else 0
+        )
         reserve = estimate_tokens(parsed.size + grounding_chars, cap, self.gate.chars_per_token)
         # The limit entry's id is ours, never the caller's x-request-id: a reused id would
         # overwrite its own entry instead of counting again.
