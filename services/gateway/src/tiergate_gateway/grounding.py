@@ -54,8 +54,9 @@ class Grounding:
 
     sources: list[SearchHit]
     status: str
-    """`grounded`, or `ungrounded; reason=…` (no_query, not_relevant, no_sources, timeout,
-    error)."""
+    """`grounded`, or `ungrounded; reason=…`: no_query (no user text), not_relevant (the
+    hits hold too little of the question, or there are none), no_sources (none fit the
+    budget), timeout, error (retrieval failed)."""
     message: dict[str, Any] | None = None
     """The system message (instruction, then numbered sources) to put first."""
     sources_field: bytes = b""
@@ -107,9 +108,7 @@ class Grounder:
         found = await self._search(query, max(min(self._max_source_chars, budget), 40))
         if isinstance(found, Grounding):
             return found
-        if not found.data:
-            return Grounding([], "ungrounded; reason=no_sources", relevance=0.0)
-        if found.relevance < self._min_relevance:
+        if found.relevance < self._min_relevance:  # no hit at all is relevance 0
             return Grounding([], "ungrounded; reason=not_relevant", relevance=found.relevance)
         sources, message = self._sources(found.data, budget)
         if not sources:

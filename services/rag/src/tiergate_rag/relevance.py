@@ -130,7 +130,26 @@ class QueryTerms:
                     best = (weight, start, end + 1)
         _, start, end = best
         passage = "\n".join(pieces[start:end])
-        return clip_words(passage, max_chars)
+        if len(passage) <= max_chars:
+            return passage
+        return self._around_match(passage, max_chars)
+
+    def _around_match(self, text: str, max_chars: int) -> str:
+        """A piece longer than `max_chars`: the words from just before its first matching
+        word, as many as fit (ellipses where it was cut)."""
+        words = text.split(" ")
+        weights = self.weights
+        first = next(
+            (
+                i
+                for i, w in enumerate(words)
+                if any(t in weights for t in self._analyzer.analyze(w))
+            ),
+            0,
+        )
+        start = max(first - 3, 0)
+        lead = "\u2026" if start else ""
+        return lead + clip_words(" ".join(words[start:]), max_chars - len(lead))
 
 
 def together(found: Iterable[tuple[QueryTerms, frozenset[str]]]) -> float:
