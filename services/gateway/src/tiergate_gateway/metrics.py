@@ -129,6 +129,15 @@ class GatewayMetrics:
             registry=registry,
         )
 
+        self.guard_cuts = Counter(
+            "guard_cuts",
+            "Answers the runaway guard ended because they degenerated, by model and kind: "
+            "sentence, line, ngram, token_run, char_run.",
+            ["model", "kind"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+
     def upstream_error(self, backend: str, kind: UpstreamErrorKind) -> None:
         """Count one upstream failure."""
         self.upstream_errors.labels(backend, kind).inc()

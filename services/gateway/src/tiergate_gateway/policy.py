@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tiergate_gateway.guard import GuardSettings
 from tiergate_gateway.identity.principal import Principal
 from tiergate_gateway.settings import TierPolicy
 from tiergate_runtime.errors import Forbidden
@@ -33,6 +34,7 @@ class EffectivePolicy:
     limits: LimitPolicy
     grounding: bool = False
     grounding_tokens: int = 256
+    guard: GuardSettings | None = None
 
     def allows_model(self, model_id: str) -> bool:
         """Whether the model may be used."""
@@ -50,6 +52,7 @@ def effective_policy(principal: Principal, tier: TierPolicy, lease_s: float) -> 
         tools=tier.tools,
         grounding=tier.grounding,
         grounding_tokens=tier.grounding_tokens,
+        guard=tier.guard if tier.guard is not None and tier.guard.enabled else None,
         limits=LimitPolicy(
             requests=key.requests if key is not None and key.requests else tier.requests,
             tokens=key.tokens if key is not None and key.tokens else tier.tokens,

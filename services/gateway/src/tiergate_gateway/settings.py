@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 import httpx
 import msgspec
 
+from tiergate_gateway.guard import GuardSettings
 from tiergate_gateway.routing.table import RouteRule
 from tiergate_proto.identity import Window
 from tiergate_runtime.browser import BrowserSettings
@@ -196,6 +197,10 @@ class TierPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     grounding: bool = False
     """Answer from the retrieval service's sources (one system message with numbered
     sources) when they are relevant to the question; see `[rag]`."""
+    guard: GuardSettings | None = None
+    """The runaway guard: answers that degenerate into repetition are ended there, with
+    `finish_reason: "length"` and `tiergate_guard: "repetition"` (`[tiers.X.guard]`; unset:
+    off; on by default for the anonymous tier, whose small model loops)."""
     grounding_tokens: Annotated[int, msgspec.Meta(ge=50, le=100_000)] = 256
     """Budget of the sources, in estimated tokens (characters / `limits.chars_per_token`):
     the passages that matched, best first, until it is spent. Every prompt token costs time
@@ -213,6 +218,7 @@ def _default_tiers() -> dict[str, TierPolicy]:
             max_concurrent=2,
             tools=False,
             grounding=True,
+            guard=GuardSettings(),
         ),
         "user": TierPolicy(
             max_tokens=1024,

@@ -10,7 +10,7 @@ from tiergate_gateway.chat_request import parse_chat_request
 from tiergate_gateway.endpoints.base import Endpoint
 from tiergate_gateway.identity.principal import Principal
 from tiergate_gateway.pipeline.exchange import Exchange, Parsed, StreamRelay
-from tiergate_gateway.upstream.conform import conform_completion
+from tiergate_gateway.upstream.conform import conform_guarded
 from tiergate_gateway.upstream.sse import SseTransformer
 
 __all__ = ["ChatEndpoint", "chat_parsed"]
@@ -53,7 +53,10 @@ class ChatEndpoint(Endpoint):
     async def answer(
         self, exchange: Exchange, content: bytes, alias: str, keep_extras: frozenset[str]
     ) -> tuple[bytes, tuple[int, int] | None]:
-        body, usage = conform_completion(content, alias, keep_extras)
+        body, usage, trip = conform_guarded(content, alias, keep_extras, exchange.policy.guard)
+        if trip is not None:
+            exchange.guard_trip = trip
+            exchange.record.set_header("x-tiergate-guard", "repetition")
         grounding = exchange.grounding
         if grounding is not None and grounding.sources_field:
             body = body[:-1] + grounding.sources_field + b"}"  # an encoded object ends with }
@@ -62,5 +65,9 @@ class ChatEndpoint(Endpoint):
 
     def relay(self, exchange: Exchange, alias: str, keep_extras: frozenset[str]) -> StreamRelay:
         return SseTransformer(
-            alias, client_wants_usage=exchange.parsed.wants_usage, keep_extras=keep_extras
+            alias,
+            client_wants_usage=exchange.parsed.wants_usage,
+            keep_extras=keep_extras,
+            guard=exchange.policy.guard,
+            prompt_estimate=exchange.prompt_estimate,
         )

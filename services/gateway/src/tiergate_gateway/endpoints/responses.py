@@ -22,6 +22,7 @@ from litestar import Request
 from tiergate_gateway.capabilities import needs_of
 from tiergate_gateway.endpoints.base import Endpoint
 from tiergate_gateway.endpoints.chat import chat_parsed
+from tiergate_gateway.guard import Trip
 from tiergate_gateway.identity.principal import Principal
 from tiergate_gateway.pipeline.exchange import Exchange, Parsed, StreamRelay
 from tiergate_gateway.responses.ids import new_response_id
@@ -29,7 +30,7 @@ from tiergate_gateway.responses.request import extra_fields, parse_response_requ
 from tiergate_gateway.responses.store import ResponseStore
 from tiergate_gateway.responses.stream import ResponseStreamTranslator
 from tiergate_gateway.responses.translate import conversation_after, from_chat, to_chat
-from tiergate_gateway.upstream.conform import conform_completion
+from tiergate_gateway.upstream.conform import conform_guarded
 from tiergate_gateway.upstream.sse import SseTransformer
 from tiergate_proto.openai import (
     ChatCompletion,
@@ -63,8 +64,13 @@ class _Turn(msgspec.Struct, kw_only=True):
 class ResponsesRelay:
     """Chat chunks from the engine → Responses events for the client."""
 
-    def __init__(self, turn: _Turn, alias: str) -> None:
-        self._chat = SseTransformer(alias, client_wants_usage=True)
+    def __init__(self, turn: _Turn, alias: str, exchange: Exchange) -> None:
+        self._chat = SseTransformer(
+            alias,
+            client_wants_usage=True,
+            guard=exchange.policy.guard,
+            prompt_estimate=exchange.prompt_estimate,
+        )
         self.turn = turn
         self.translator = ResponseStreamTranslator(
             turn.request, response_id=turn.response_id, created_at=turn.created_at, model=alias
@@ -86,6 +92,10 @@ class ResponsesRelay:
     @property
     def saw_error(self) -> bool:
         return self._chat.saw_error
+
+    @property
+    def cut(self) -> Trip | None:
+        return self._chat.cut
 
     def feed(self, chunk: bytes) -> bytes:
         out = [] if self._started else [self.translator.start()]
@@ -157,7 +167,10 @@ class ResponsesEndpoint(Endpoint):
         self, exchange: Exchange, content: bytes, alias: str, keep_extras: frozenset[str]
     ) -> tuple[bytes, tuple[int, int] | None]:
         del keep_extras  # a Response has no room for engine fields
-        body, usage = conform_completion(content, alias)
+        body, usage, trip = conform_guarded(content, alias, guard=exchange.policy.guard)
+        if trip is not None:
+            exchange.guard_trip = trip
+            exchange.record.set_header("x-tiergate-guard", "repetition")
         turn: _Turn = exchange.parsed.state
         response = from_chat(
             _completion(body), turn.request, turn.response_id, turn.created_at, model=alias
@@ -169,7 +182,7 @@ class ResponsesEndpoint(Endpoint):
 
     def relay(self, exchange: Exchange, alias: str, keep_extras: frozenset[str]) -> StreamRelay:
         del keep_extras
-        return ResponsesRelay(exchange.parsed.state, alias)
+        return ResponsesRelay(exchange.parsed.state, alias, exchange)
 
     async def end_stream(self, exchange: Exchange, relay: StreamRelay) -> bytes:
         assert isinstance(relay, ResponsesRelay)

@@ -20,6 +20,7 @@ from tiergate_runtime.edge import AccessRecord
 
 if TYPE_CHECKING:
     from tiergate_gateway.grounding import Grounding
+    from tiergate_gateway.guard import Trip
 
 __all__ = ["Answers", "Attempt", "EndpointSpec", "Exchange", "Parsed", "StreamRelay"]
 
@@ -61,6 +62,10 @@ class StreamRelay(Protocol):
     def saw_finish(self) -> bool: ...
     @property
     def saw_error(self) -> bool: ...
+    @property
+    def cut(self) -> Trip | None:
+        """Set when the runaway guard ended the answer (the stream is complete)."""
+        ...
 
     def feed(self, chunk: bytes) -> bytes: ...
 
@@ -127,6 +132,10 @@ class Exchange:
     cap: int | None
     """The tier's clamp of the answer's tokens (None: the endpoint has no answer tokens)."""
     grounding: Grounding | None = None
+    prompt_estimate: int = 0
+    """The prompt's tokens as estimated at admission (grounding included)."""
+    guard_trip: Trip | None = None
+    """Set when the runaway guard cut a whole (non-streaming) answer."""
     calls: list[Attempt] = field(default_factory=list)
 
     @property

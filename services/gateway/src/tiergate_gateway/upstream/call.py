@@ -11,6 +11,7 @@ import msgspec
 import structlog
 
 from tiergate_gateway.catalog import Route
+from tiergate_gateway.guard import Trip
 from tiergate_gateway.metrics import GatewayMetrics
 from tiergate_gateway.pipeline.exchange import Answers, Exchange, StreamRelay
 from tiergate_gateway.upstream.client import Upstream
@@ -77,6 +78,13 @@ class UpstreamCall:
         self.exchange.span.set(prompt_tokens=prompt, completion_tokens=completion)
         self.metrics.count_tokens(self.route.alias, self.route.backend, prompt, completion)
 
+    def count_cut(self, trip: Trip) -> None:
+        """The runaway guard ended this answer: metric, span, log."""
+        self.metrics.guard_cuts.labels(self.route.alias, trip.kind).inc()
+        self.span.set(guard=trip.kind)
+        self.exchange.span.set(guard=trip.kind)
+        _log.info("answer_cut", model=self.route.alias, kind=trip.kind, at_char=trip.end)
+
     def finish(self, outcome: str) -> None:
         """The attempt ended: metrics, the record's outcome, the attempt span."""
         labels = (self.api, self.route.alias, self.route.backend, self.mode)
@@ -116,6 +124,8 @@ class UpstreamCall:
             self.metrics.upstream_error(self.route.backend, "protocol")
             raise BadGateway(f"The {self.route.backend} backend sent an invalid answer.") from exc
         self.count_usage(tokens)
+        if self.exchange.guard_trip is not None:
+            self.count_cut(self.exchange.guard_trip)
         self.finish("ok")
         return content
 
@@ -186,6 +196,8 @@ class UpstreamCall:
                     out = sse.feed(chunk)
                     if out:
                         yield out
+                    if sse.cut is not None:
+                        break  # the guard ended the answer; closing stops the engine
             except httpx.HTTPError as exc:
                 kind = "timeout" if isinstance(exc, httpx.TimeoutException) else "protocol"
                 self.metrics.upstream_error(self.route.backend, "midstream")
@@ -220,6 +232,8 @@ class UpstreamCall:
             # The engine's error event (re-encoded) went out; end the stream after it.
             return "upstream_error", b"" if sse.saw_done else sse.done()
         if sse.saw_done or sse.saw_finish:
+            if sse.cut is not None:
+                self.count_cut(sse.cut)
             self.count_usage(sse.tokens())
             tail = await self.endpoint.end_stream(self.exchange, sse)
             if not sse.saw_done:

@@ -22,6 +22,7 @@ from typing import Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from tiergate_gateway.guard import GuardSettings, Trip, check_text
 from tiergate_proto.openai import ChatCompletion, ChatCompletionChunk, Choice, ChunkChoice, Usage
 from tiergate_proto.openai.completion import (
     FINISH_REASONS,
@@ -36,6 +37,7 @@ __all__ = [
     "StrictChunk",
     "check_chunk",
     "conform_completion",
+    "conform_guarded",
     "decode_chunk",
     "drop_null_fingerprint",
     "repair_chunk",
@@ -53,9 +55,13 @@ ANSWER_FIELDS = frozenset(
         "system_fingerprint",
         "service_tier",
         "tiergate_sources",
+        "tiergate_guard",
     }
 )
 """Top-level keys our answers may carry themselves; `keep_extras` never duplicates them."""
+
+GUARD_FIELD = b',"tiergate_guard":"repetition"'
+"""Added to an answer (or a stream's last chunk) the runaway guard cut."""
 
 _encoder = msgspec.json.Encoder()
 _completion_decoder = msgspec.json.Decoder(ChatCompletion)
@@ -74,18 +80,55 @@ def conform_completion(
     Raises msgspec.DecodeError when `content` is not a chat completion (not JSON, a required
     field missing or of the wrong type): the engine's answer cannot be relayed.
     """
+    body, usage, _ = conform_guarded(content, alias, keep_extras)
+    return body, usage
+
+
+def conform_guarded(
+    content: bytes,
+    alias: str,
+    keep_extras: frozenset[str] = frozenset(),
+    guard: GuardSettings | None = None,
+) -> tuple[bytes, Usage | None, Trip | None]:
+    """`conform_completion`, with the runaway guard over each choice's text (`guard.py`).
+
+    A choice whose text degenerates is cut where the guard became certain, as a stream would
+    have been, with `finish_reason: "length"`; the answer then carries
+    `"tiergate_guard": "repetition"`. Returns the first choice's trip (None: not cut).
+    """
     completion = _completion_decoder.decode(content)
     tier = completion.service_tier
+    choices = [_conform_choice(choice) for choice in completion.choices]
+    trip = None
+    if guard is not None and guard.enabled:
+        choices, trip = _guarded(choices, guard)
     completion = msgspec.structs.replace(
         completion,
         model=alias,
-        choices=[_conform_choice(choice) for choice in completion.choices],
+        choices=choices,
         service_tier=tier if tier in SERVICE_TIERS else None,
     )
     body = _encoder.encode(completion)
     if keep_extras:
         body = with_extras(body, content, keep_extras)
-    return body, completion.usage
+    if trip is not None:
+        body = body[:-1] + GUARD_FIELD + b"}"  # an encoded object ends with }
+    return body, completion.usage, trip
+
+
+def _guarded(choices: list[Choice], guard: GuardSettings) -> tuple[list[Choice], Trip | None]:
+    first: Trip | None = None
+    out = []
+    for choice in choices:
+        text = choice.message.content
+        trip = check_text(text, guard) if isinstance(text, str) and text else None
+        if trip is None or not isinstance(text, str):
+            out.append(choice)
+            continue
+        message = msgspec.structs.replace(choice.message, content=text[: trip.end])
+        out.append(msgspec.structs.replace(choice, message=message, finish_reason="length"))
+        first = first or trip
+    return out, first
 
 
 def _conform_choice(choice: Choice) -> Choice:

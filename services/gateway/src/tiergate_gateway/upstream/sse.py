@@ -13,6 +13,14 @@ garbage that makes clients fail to parse (issue 10). Per event it also records `
 the usage-only chunk when the client did not ask for usage (the gateway always asks the engine
 for it, to count tokens), and notes `[DONE]`, `finish_reason` and the first token (content,
 reasoning, refusal or a tool call).
+
+With a `guard` (the tier's runaway guard, `guard.py`), each choice's content deltas are fed
+to a `RepetitionGuard`. When one trips, the event that tripped it goes out (the text so far),
+then a last chunk with `finish_reason: "length"` and `"tiergate_guard": "repetition"`, the
+usage chunk if the client asked for one, and `[DONE]`; `cut` says why, the rest of the read
+is dropped, and the relay closes the upstream, which stops the engine generating. The usage
+of a cut stream is ours: completion tokens are the content deltas relayed (llama.cpp and
+vLLM send one token per delta), prompt tokens the gateway's estimate.
 """
 
 from __future__ import annotations
@@ -24,7 +32,9 @@ from typing import Protocol
 
 import msgspec
 
+from tiergate_gateway.guard import GuardSettings, RepetitionGuard, Trip
 from tiergate_gateway.upstream.conform import (
+    GUARD_FIELD,
     check_chunk,
     decode_chunk,
     drop_null_fingerprint,
@@ -99,6 +109,15 @@ class _ChoiceLike(Protocol):
     def delta(self) -> _DeltaLike: ...
     @property
     def finish_reason(self) -> str | None: ...
+    @property
+    def index(self) -> int: ...
+
+
+class _ChunkLike(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def created(self) -> int: ...
 
 
 def _field_value(line: bytes) -> bytes:
@@ -165,11 +184,16 @@ class SseTransformer:
         "_alias",
         "_buffer",
         "_client_wants_usage",
+        "_deltas",
         "_engine_field",
         "_engine_model",
+        "_guard",
+        "_guards",
         "_keep_extras",
         "_model_field",
+        "_prompt_estimate",
         "_scanned",
+        "cut",
         "first_token_at",
         "saw_done",
         "saw_error",
@@ -183,6 +207,8 @@ class SseTransformer:
         *,
         client_wants_usage: bool,
         keep_extras: frozenset[str] = frozenset(),
+        guard: GuardSettings | None = None,
+        prompt_estimate: int = 0,
     ) -> None:
         self._alias = alias
         self._model_field = model_field(alias)
@@ -197,6 +223,12 @@ class SseTransformer:
         self.saw_finish = False
         self.saw_error = False
         self.first_token_at: float | None = None
+        self._guard = guard if guard is not None and guard.enabled else None
+        self._guards: dict[int, RepetitionGuard] = {}
+        self._deltas = 0
+        self._prompt_estimate = prompt_estimate
+        self.cut: Trip | None = None
+        """Set when the runaway guard ended the stream (see the module docstring)."""
 
     def tokens(self) -> tuple[int, int] | None:
         """(prompt, completion) tokens of the stream's usage chunk, if it had one."""
@@ -249,6 +281,10 @@ class SseTransformer:
                 raise
             if event:
                 out.append(event)
+            if self.cut is not None:  # the guard ended the answer: nothing after it goes out
+                buffer.clear()
+                self._scanned = 0
+                return b"".join(out)
             start = position = end + 2
         del buffer[:start]
         self._scanned = max(len(buffer) - 1, 0)
@@ -298,6 +334,8 @@ class SseTransformer:
             self._note(chunk.choices)
         if chunk.model != self._alias:
             payload = self._rename(payload, chunk.model)
+        if self._guard is not None and chunk.choices and self._watch(chunk.choices):
+            return prefix + _frame(payload) + self._cut_tail(chunk)
         return prefix + _frame(payload)
 
     def _repair(self, payload: bytes, prefix: bytes) -> bytes:
@@ -315,7 +353,10 @@ class SseTransformer:
                 return b""
         if chunk.choices:
             self._note(chunk.choices)
-        return prefix + _frame(repair_chunk(chunk, self._alias, payload, self._keep_extras))
+        event = prefix + _frame(repair_chunk(chunk, self._alias, payload, self._keep_extras))
+        if self._guard is not None and chunk.choices and self._watch(chunk.choices):
+            return event + self._cut_tail(chunk)
+        return event
 
     def _note(self, choices: Sequence[_ChoiceLike]) -> None:
         """Note the first token (any generated text, reasoning or call) and a finish."""
@@ -332,6 +373,49 @@ class SseTransformer:
                     self.first_token_at = time.perf_counter()
             if choice.finish_reason is not None:
                 self.saw_finish = True
+
+    def _watch(self, choices: Sequence[_ChoiceLike]) -> bool:
+        """Feed the content deltas to the guards; True when one trips (the stream ends)."""
+        settings = self._guard
+        assert settings is not None
+        for choice in choices:
+            content = choice.delta.content
+            if not content:
+                continue
+            self._deltas += 1
+            guard = self._guards.get(choice.index)
+            if guard is None:
+                guard = self._guards[choice.index] = RepetitionGuard(settings)
+            trip = guard.feed(content)
+            if trip is not None and choice.finish_reason is None:
+                self.cut = trip
+                return True
+        return False
+
+    def _cut_tail(self, chunk: _ChunkLike) -> bytes:
+        """The events that end a stream the guard cut: a `length` finish for every choice,
+        the usage chunk if asked for, `[DONE]`."""
+        head = (
+            b'{"id":' + _encoder.encode(chunk.id) + b',"object":"chat.completion.chunk"'
+            b',"created":' + str(chunk.created).encode() + b"," + self._model_field
+        )
+        finishes = b",".join(
+            b'{"index":%d,"delta":{},"logprobs":null,"finish_reason":"length"}' % index
+            for index in sorted(self._guards)
+        )
+        events = [_frame(head + b',"choices":[' + finishes + b"]" + GUARD_FIELD + b"}")]
+        completion = self._deltas
+        prompt = self.usage.prompt_tokens if self.usage is not None else self._prompt_estimate
+        self.usage = Usage(
+            prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
+        )
+        if self._client_wants_usage:
+            events.append(
+                _frame(head + b',"choices":[],"usage":' + _encoder.encode(self.usage) + b"}")
+            )
+        events.append(DONE_EVENT)
+        self.saw_finish = self.saw_done = True
+        return b"".join(events)
 
     def _rename(self, payload: bytes, engine_model: str) -> bytes:
         """`payload` with the public alias for `engine_model`.
