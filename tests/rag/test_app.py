@@ -42,6 +42,19 @@ async def test_search_the_corpus_built_at_start(rag: httpx.AsyncClient) -> None:
     assert [h["doc_id"] for h in only.json()["data"]] == ["notes.txt"]
 
 
+async def test_search_says_how_relevant_the_hits_are(rag: httpx.AsyncClient) -> None:
+    asked = {"query": "How many requests do anonymous users get?", "passage_chars": 40}
+    found = (await rag.post("/v1/search", json=asked)).json()
+    assert found["relevance"] == 1.0
+    assert found["data"][0]["relevance"] == 1.0
+    assert len(found["data"][0]["passage"]) <= 40
+    off = (await rag.post("/v1/search", json={"query": "What is the capital of France?"})).json()
+    assert off["relevance"] == 0.0
+    # A German question is judged as German: the corpus' German chunk answers it.
+    german = {"query": "Wie entstehen die Gezeiten an der Nordsee?"}
+    assert (await rag.post("/v1/search", json=german)).json()["relevance"] == 1.0
+
+
 @pytest.mark.parametrize(
     ("body", "param"),
     [
@@ -53,6 +66,10 @@ async def test_search_the_corpus_built_at_start(rag: httpx.AsyncClient) -> None:
         ({"query": "ok", "k": 0}, "k"),
         ({"query": "ok", "k": 51}, "k"),
         ({"query": "ok", "filters": {"nope": 1}}, "filters"),
+        ({"query": "ok", "passage_chars": 39}, "passage_chars"),
+        ({"query": "ok", "passage_chars": 20_001}, "passage_chars"),
+        ({"query": "ok", "passage_chars": "100"}, "passage_chars"),
+        ({"query": "ok", "passage_chars": 1.5}, "passage_chars"),
         ({}, "query"),
     ],
 )

@@ -117,3 +117,22 @@ def test_passage_clips_a_long_line_at_a_word(tmp_path: Path) -> None:
     assert hit.passage.startswith("\u2026the key is stored under the pepper omega")
     assert hit.passage.endswith("\u2026")
     assert not hit.passage[:-1].endswith(" ")
+
+
+def _foreign(index: SearchIndex, query: str, language: str) -> float:
+    hits = index.search(query, 4, query_language=language)
+    return together((h.query, h.matched) for h in hits if h.query is not None)
+
+
+def test_a_foreign_question_is_judged_by_the_words_the_corpus_knows(index: SearchIndex) -> None:
+    # Asked in the corpus' language, the French words would count as unknown topic and sink
+    # the question; asked as French, they are only foreign words.
+    question = "Combien de requests un visiteur anonymous peut-il envoyer ?"
+    assert _foreign(index, question, "en") < 0.5
+    assert _foreign(index, question, "fr") == 1.0
+
+
+def test_one_shared_word_does_not_make_a_foreign_question_relevant(index: SearchIndex) -> None:
+    # "model" alone is chance: a foreign question needs two content terms to match.
+    assert _foreign(index, "Quel est le meilleur model de voiture ?", "fr") == 0.0
+    assert _foreign(index, "Quel model utilise le llama.cpp ?", "fr") == 1.0

@@ -109,6 +109,7 @@ def create_app(settings: RagSettings) -> Litestar:
             doc_id=body.filters.doc_id,
             language=body.filters.language,
             passage_chars=body.passage_chars,
+            query_language=ingestor.detect(query),
         )
         data = [
             SearchHit(

@@ -229,9 +229,11 @@ class SearchIndex:
         doc_id: str | None = None,
         language: str | None = None,
         passage_chars: int | None = None,
+        query_language: str | None = None,
     ) -> list[Hit]:
         """The `k` best chunks for `query` (BM25), optionally within one document/language,
-        each with its relevance and, with `passage_chars`, the passage that matched."""
+        each with its relevance (`query_language`: the query's, if known) and, with
+        `passage_chars`, the passage that matched."""
         index = self._index  # a rebuild swaps it; this search keeps the one it started with
         ranked = self._relevance.content_words(query) or query
         parsed, _errors = index.parse_query_lenient(ranked, [*list(_TEXT_FIELDS), "title"])
@@ -251,7 +253,8 @@ class SearchIndex:
             lang = stored["lang"][0]
             title = stored["title"][0]
             if field not in terms:
-                terms[field] = self._relevance.terms(query, lang, field, searcher)
+                foreign = query_language is not None and query_language != lang
+                terms[field] = self._relevance.terms(query, lang, field, searcher, foreign=foreign)
             weighed = terms[field]
             matched = frozenset(weighed.terms_in(text) | weighed.terms_in(title))
             hits.append(

@@ -21,6 +21,11 @@ calibrated per query instead, against the most the query could match:
   every content term, 0.0 when it has none of them or the query has no content term at all.
   It does not depend on the corpus' size or on BM25's scale, so one threshold holds across
   corpora (the gateway's `rag.min_relevance`).
+- A question in another language than the chunk's (detected by the service) is foreign to
+  it: its words the corpus has never seen are foreign words, not evidence that the corpus
+  lacks the topic, so they weigh nothing, and at least two of its content terms must match
+  (one shared word such as "simple" or "port" is chance). "Sur quel port écoute le service
+  rag de tiergate ?" is then judged by `port`, `servic`, `rag`, `tiergat`.
 
 The passage: a chunk is up to ~1,200 characters, most of them beside the point. `passage()`
 splits it into lines and sentences and keeps the window of consecutive ones, at most
@@ -56,6 +61,7 @@ FUNCTION_WORDS = frozenset(
     this those though through thus to too under until up upon us very was we were what
     whatever when whenever where which while who whom whose why will with within without
     would yes yet you your yours yourself yourselves tell explain describe show give know
+    times plus minus
     want wanted hello hi hey hiya thanks thank cheers bye goodbye ok okay bonjour salut
     merci coucou hallo moin servus danke tschüss ciao hola
     """.split()  # noqa: SIM905 (a list literal of 200 words is harder to read)
@@ -90,11 +96,15 @@ def _content(term: str) -> bool:
 class QueryTerms:
     """A query's content terms in one language field, each with its idf."""
 
-    __slots__ = ("_analyzer", "total", "weights")
+    __slots__ = ("_analyzer", "min_matched", "total", "weights")
 
-    def __init__(self, weights: dict[str, float], analyzer: tantivy.TextAnalyzer) -> None:
+    def __init__(
+        self, weights: dict[str, float], analyzer: tantivy.TextAnalyzer, min_matched: int = 1
+    ) -> None:
         self.weights = weights
         self.total = sum(weights.values())
+        self.min_matched = min_matched
+        """Fewer matching content terms than this is relevance 0 (2 for a foreign query)."""
         self._analyzer = analyzer
 
     def terms_in(self, text: str) -> set[str]:
@@ -104,9 +114,11 @@ class QueryTerms:
 
     def share(self, found: Iterable[str]) -> float:
         """The idf-weighted share of the query's content terms that `found` holds."""
-        if self.total <= 0:
+        weights = self.weights
+        matched = [weights[t] for t in set(found) if weights.get(t, 0.0) > 0]
+        if self.total <= 0 or len(matched) < self.min_matched:
             return 0.0
-        return round(sum(self.weights[t] for t in set(found)) / self.total, 4)
+        return round(sum(matched) / self.total, 4)
 
     def passage(self, text: str, max_chars: int) -> str:
         """The run of consecutive lines/sentences of `text`, at most `max_chars` long, that
@@ -187,15 +199,25 @@ class Relevance:
         return " ".join(t for t in self._query_any.analyze(query) if _content(t))
 
     def terms(
-        self, query: str, language: str, field: str, searcher: tantivy.Searcher
+        self,
+        query: str,
+        language: str,
+        field: str,
+        searcher: tantivy.Searcher,
+        *,
+        foreign: bool = False,
     ) -> QueryTerms:
         """The content terms of `query` as the field of `language` indexes them, weighted
-        by their idf in that field."""
+        by their idf in that field; `foreign`: the query is in another language."""
         analyzer = self._query.get(language, self._query_any)
         terms = [t for t in dict.fromkeys(analyzer.analyze(query)) if _content(t)]
         documents = max(int(searcher.num_docs), 1)
-        weights = {t: _idf(documents, int(searcher.doc_freq(field, t))) for t in terms}
-        return QueryTerms(weights, self._text.get(language, self._text_any))
+        weights = {}
+        for term in terms:
+            frequency = int(searcher.doc_freq(field, term))
+            weights[term] = 0.0 if foreign and frequency == 0 else _idf(documents, frequency)
+        text = self._text.get(language, self._text_any)
+        return QueryTerms(weights, text, min_matched=2 if foreign else 1)
 
 
 def _idf(documents: int, frequency: int) -> float:
