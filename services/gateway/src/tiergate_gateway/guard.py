@@ -151,11 +151,6 @@ class _Cycles:
         """The total weight of the last `k` units (one cycle)."""
         return sum(self._weights[-i] for i in range(1, k + 1))
 
-    def clear(self) -> None:
-        self._keys.clear()
-        self._weights.clear()
-        self._runs = [0] * len(self._runs)
-
 
 class _Ngrams:
     """The last `_MAX_NGRAM` words, and for each period k how many words in a row equal the
@@ -191,59 +186,59 @@ class _Ngrams:
                     del self._where[old]
         return runs
 
-    def clear(self) -> None:
-        self._window.clear()
-        self._where.clear()
-        self._runs = {}
 
+class _Words:
+    """The words of the sentence or line being read, up to `_UNIT_CAP` characters."""
 
-class _Line:
-    """The line being read: its text and words up to `_UNIT_CAP` characters."""
-
-    __slots__ = ("long", "other", "parts", "size", "started", "table", "words", "words_size")
+    __slots__ = ("long", "size", "words")
 
     def __init__(self) -> None:
-        self.parts: list[str] = []
+        self.words: list[str] = []
         self.size = 0
         self.long = False  # longer than the cap, or a word too long: matches nothing
-        self.words: list[str] = []
-        self.words_size = 0
+
+    def add_word(self, word: str) -> None:
+        if self.size > _UNIT_CAP:
+            self.long = True
+        else:
+            self.words.append(word)
+            self.size += len(word) + 1
+
+    def drop_word(self, word: str) -> None:
+        if self.words and self.words[-1] == word:
+            self.words.pop()
+            self.size -= len(word) + 1
+
+
+class _Line(_Words):
+    """The line being read: also its text, and what it opened with."""
+
+    __slots__ = ("other", "parts", "started", "table", "text_size")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+        self.text_size = 0
         self.started = False  # anything but whitespace yet
         self.other = False  # punctuation yet (then "1." is no list marker)
         self.table = False  # a table row: opens with "|"
 
     def add(self, text: str) -> None:
-        if self.size <= _UNIT_CAP:
-            self.parts.append(text[: _UNIT_CAP + 1 - self.size])
-        self.size += len(text)
-
-    def add_word(self, word: str) -> None:
-        if self.words_size > _UNIT_CAP:
-            self.long = True
-            return
-        self.words.append(word)
-        self.words_size += len(word) + 1
+        if self.text_size <= _UNIT_CAP:
+            self.parts.append(text[: _UNIT_CAP + 1 - self.text_size])
+        self.text_size += len(text)
 
 
-class _Sentence:
-    """The sentence being read: its words up to `_UNIT_CAP` characters, and whether an end
-    mark ("end") or a list marker ("marker") waits for the whitespace that confirms it."""
+class _Sentence(_Words):
+    """The sentence being read: also whether an end mark ("end") or a list marker ("marker")
+    waits for the whitespace that confirms it."""
 
-    __slots__ = ("end_at", "long", "pending", "size", "words")
+    __slots__ = ("end_at", "pending")
 
     def __init__(self) -> None:
-        self.words: list[str] = []
-        self.size = 0
-        self.long = False
+        super().__init__()
         self.pending = ""
         self.end_at = 0  # with "end": the offset after the end mark and its closers
-
-    def add(self, word: str) -> None:
-        if self.size > _UNIT_CAP:
-            self.long = True
-            return
-        self.words.append(word)
-        self.size += len(word) + 1
 
 
 class RepetitionGuard:
@@ -393,7 +388,7 @@ class RepetitionGuard:
         self._line.add_word(word)
         if self._skip:
             return None
-        self._sentence.add(word)
+        self._sentence.add_word(word)
         return self._on_ngram(word, end)
 
     def _on_ngram(self, word: str | None, end: int) -> Trip | None:
@@ -435,12 +430,9 @@ class RepetitionGuard:
         if pending == "end":
             return self._end_sentence(sentence.end_at)
         if pending == "marker":
-            line = self._line
-            number = line.words.pop()
-            line.words_size -= len(number) + 1
-            if sentence.words and sentence.words[-1] == number:
-                sentence.words.pop()
-                sentence.size -= len(number) + 1
+            number = self._line.words[-1]
+            self._line.drop_word(number)
+            sentence.drop_word(number)
         return None
 
     @property
@@ -450,8 +442,8 @@ class RepetitionGuard:
 
     def _reset_prose(self) -> None:
         self._sentence = _Sentence()
-        self._sentences.clear()
-        self._ngrams.clear()
+        self._sentences = _Cycles(_MAX_SENTENCE_CYCLE)
+        self._ngrams = _Ngrams()
 
     # -- sentences -----------------------------------------------------------------------------
 
@@ -485,7 +477,7 @@ class RepetitionGuard:
         fence = stripped.startswith(_FENCES)
         strict = False
         key: str | None
-        if done.long or done.size > _UNIT_CAP:
+        if done.long or done.text_size > _UNIT_CAP:
             key = None
         elif fence or self._in_code:
             key = "code:" + raw.rstrip()

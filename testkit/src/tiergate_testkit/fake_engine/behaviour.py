@@ -45,8 +45,8 @@ class Behaviour(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
 
     At most one fault (`status`, `drop_before_headers`, `malformed`,
     `stall_after`, `drop_after`) per request; the delays and the shaping fields
-    (`chunks`, `content`, `tool_call`, `tokens_per_s`, `headers`) combine with any of
-    them (with `tool_call`, the argument pieces are the chunks they count).
+    (`chunks`, `content`, `pieces`, `tool_call`, `tokens_per_s`, `headers`) combine with any
+    of them (with `tool_call`, the argument pieces are the chunks they count).
     `header_delay_s` always comes first, so "hang, then fail" is expressible.
     """
 
@@ -64,7 +64,12 @@ class Behaviour(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     chunks: _Count | None = None
     """Number of content chunks (words of a fixed sentence); default 5."""
     content: str | None = None
-    """The answer text; split on whitespace into content chunks."""
+    """The answer text; split on whitespace into content chunks (each keeps the whitespace
+    before its word, so newlines survive; trailing whitespace is dropped)."""
+    pieces: list[str] | None = None
+    """The answer as exactly these content deltas, sent as they are (empty ones too), one
+    chunk and one token each; non-streaming: their concatenation. Not with `chunks`,
+    `content` or `tool_call`."""
     tokens_per_s: _Rate | None = None
     """Pace content chunks at this rate. Non-streaming: the whole answer's
     generation time is spent before the headers."""
@@ -90,6 +95,10 @@ class Behaviour(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
             raise ValueError("give `chunks` or `content`, not both")
         if self.tool_call is not None and (self.chunks is not None or self.content is not None):
             raise ValueError("give `tool_call` or `chunks`/`content`, not both")
+        if self.pieces is not None and (
+            self.chunks is not None or self.content is not None or self.tool_call is not None
+        ):
+            raise ValueError("give `pieces` or `chunks`/`content`/`tool_call`, not both")
         if self.error_body is not None and self.status is None:
             raise ValueError("`error_body` needs `status`")
         faults = [name for name, on in self._faults() if on]

@@ -29,7 +29,7 @@ class EmbeddingRequest(msgspec.Struct, kw_only=True):
 
     Of the `fake` options, the faults and delays apply (a non-streaming answer: `stall_after`
     and `drop_after` cut the body half-way, whatever N); the options that shape generated
-    text (`chunks`, `content`, `tool_call`, `tokens_per_s`) are rejected.
+    text (`chunks`, `content`, `pieces`, `tool_call`, `tokens_per_s`) are rejected.
     """
 
     model: str | None = None
@@ -40,7 +40,7 @@ class EmbeddingRequest(msgspec.Struct, kw_only=True):
 
     def __post_init__(self) -> None:
         fake = self.fake
-        shaping = ("chunks", "content", "tool_call", "tokens_per_s")
+        shaping = ("chunks", "content", "pieces", "tool_call", "tokens_per_s")
         given = [name for name in shaping if getattr(fake, name) is not None]
         if given:
             raise ValueError(f"`fake.{given[0]}` shapes generated text, not embeddings")

@@ -154,6 +154,8 @@ def plan_answer(request: Plannable) -> Answer:
         finish_reason = "tool_calls"
     elif options.content is not None:
         chunks = _split(options.content)
+    elif options.pieces is not None:
+        chunks = tuple(options.pieces)
     else:
         count = _DEFAULT_CHUNKS if options.chunks is None else options.chunks
         chunks = _default_chunks(count)
