@@ -90,7 +90,7 @@ def conform_guarded(
     keep_extras: frozenset[str] = frozenset(),
     guard: GuardSettings | None = None,
 ) -> tuple[bytes, Usage | None, Trip | None]:
-    """`conform_completion`, with the runaway guard over each choice's text (`guard.py`).
+    """`conform_completion`, with the runaway guard over each choice's text (`guard/`).
 
     A choice whose text degenerates is cut where the guard became certain, as a stream would
     have been, with `finish_reason: "length"`; the answer then carries

@@ -14,7 +14,7 @@ the usage-only chunk when the client did not ask for usage (the gateway always a
 for it, to count tokens), and notes `[DONE]`, `finish_reason` and the first token (content,
 reasoning, refusal or a tool call).
 
-With a `guard` (the tier's runaway guard, `guard.py`), each choice's content deltas are fed
+With a `guard` (the tier's runaway guard, `guard/`), each choice's content deltas are fed
 to a `RepetitionGuard`. When one trips, the event that tripped it goes out (the text so far),
 then a last chunk with `finish_reason: "length"` and `"tiergate_guard": "repetition"`, the
 usage chunk if the client asked for one, and `[DONE]`; `cut` says why, the rest of the read

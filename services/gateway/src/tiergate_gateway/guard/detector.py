@@ -1,67 +1,17 @@
-"""Runaway-repetition guard: spots an answer that loops instead of stopping, while it streams.
-
-Small models (SmolLM2-135M) often miss their end-of-sequence token and repeat themselves
-until `max_tokens`: "The server uses a custom configuration. " five times over. The guard
-reads the answer delta by delta (`RepetitionGuard.feed`) or whole (`check_text`) and says
-where to cut it: the answer becomes `text[:Trip.end]`. Five rules, over recent text only:
-
-1. `sentence`: one sentence, or a cycle of up to 4 (A B A B A B), `sentence_repeats` (3)
-   times in a row. Sentences are compared by their words, case-folded, so spacing, case and
-   punctuation do not make copies differ, and a list marker opening a line ("1.", "2)", "-",
-   "*") is no part of them. A sentence ends at `.` `!` `?` or an ellipsis followed by
-   whitespace (closing quotes, brackets or `**` may come between), or at once at a CJK full
-   stop, exclamation or question mark. A line that ends inside a sentence ("Here is how:",
-   a verse ending in a comma) breaks the chain. The cycle must hold `min_sentence_words` (3)
-   words: "Yes. Yes. Yes." is left to the word rules.
-2. `line`: one line, or a cycle of up to 8, `line_repeats` (4) times in a row (lists and
-   answers without sentence punctuation). Blank lines are skipped. Lines of fenced code
-   (``` or ~~~), table rows and lines without a word (`---`, `}`, `|---|`) are compared
-   exactly and the loop must also cover `code_line_repeats` (10) lines.
-3. `ngram`: a cycle of 2 to 64 words `ngram_repeats` (5) times in a row, covering at least
-   `ngram_min_tokens` (16) words: a run-on line without punctuation.
-4. `token_run`: one word `token_run` (8) times in a row ("very very very ...").
-5. `char_run`: one character `char_run` (160) times in a row (all whitespace counts as one).
-
-Words are runs of letters and digits; in scripts written without spaces (Chinese, Japanese,
-Thai) each character is a word, so a phrase looping without spaces is an `ngram` loop.
-Rules 1, 3 and 4 skip fenced code and table rows: `[0, 0, 0, 0, 0, 0, 0, 0]` is data.
-
-The defaults would rather let a loop run a little longer than cut a good answer: a loop
-left alone costs tokens up to `max_tokens`, a wrong cut loses the answer. Three copies in a
-row of a sentence of three or more words do not occur in prose; a line needs a fourth copy,
-because verse and lists repeat lines; a run-on phrase, with no punctuation to go by, a fifth;
-code repeats lines on purpose, so its loops must run on for ten lines. Deliberately not cut:
-near-repetition (list items that share words, templated lines whose number changes), a
-refrain with other lines between or twice in a row, "No, no, no.", "ha ha ha", an ellipsis,
-Markdown rules and underlines, a loop inside one long word ("ababab..."), and a loop whose
-copies change a little each time.
-
-A decision depends only on the text up to the character that makes it, so every split of
-a text into deltas gives the `Trip` that `check_text` gives for the whole; the end of the
-text is never taken for the end of a sentence or line (a stream cannot know it ended). The
-work per delta is linear in its length, and memory is bounded: the last 64 words, 8 lines
-and 4 sentences, and the current line and sentence up to 2,000 characters.
-"""
+"""`RepetitionGuard`: the rules of the package docstring, applied delta by delta."""
 
 from __future__ import annotations
 
 import re
-from collections import deque
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Annotated, Literal
 
-import msgspec
+from tiergate_gateway.guard.settings import GuardSettings, Trip
+from tiergate_gateway.guard.units import MAX_NGRAM, UNIT_CAP, Cycles, Line, Ngrams, Sentence
 
-__all__ = ["GuardSettings", "RepetitionGuard", "Trip", "TripKind", "check_text"]
-
-TripKind = Literal["sentence", "line", "ngram", "token_run", "char_run"]
+__all__ = ["RepetitionGuard", "check_text"]
 
 _MAX_SENTENCE_CYCLE = 4
 _MAX_LINE_CYCLE = 8
-_MAX_NGRAM = 64
 _WORD_CAP = 64  # a longer word matches nothing (and makes its line match nothing)
-_UNIT_CAP = 2000  # characters kept of the current line and sentence; longer ones match nothing
 
 # Scripts written without spaces: each character is a word (kana, CJK ideographs, Thai).
 _NOSPACE = "\u0e00-\u0e7f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
@@ -76,170 +26,6 @@ _CJK_ENDS = frozenset("\u3002\uff01\uff1f")  # CJK full stop, ! and ?: end a sen
 _CLOSERS = frozenset("\"')]}*`\u00bb\u201d\u2019")
 _FENCES = ("```", "~~~")
 
-_Repeats = Annotated[int, msgspec.Meta(ge=2, le=1000)]
-
-
-class GuardSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """When an answer counts as a loop and is cut (`[tiers.<name>.guard]`; rules in guard.py)."""
-
-    enabled: bool = True
-    """Watch answers for loops; false: never cut."""
-    sentence_repeats: _Repeats = 3
-    """Copies in a row of a sentence (or a cycle of up to 4) that end the answer: the original
-    and two repeats. Three identical sentences in a row do not occur in prose."""
-    min_sentence_words: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 3
-    """Words a repeated sentence (or cycle) must hold for `sentence_repeats`; shorter ones
-    ("Yes. Yes. Yes.", "I see.") are left to the word rules, which wait longer."""
-    line_repeats: _Repeats = 4
-    """Copies in a row of a line (or a cycle of up to 8) without sentence punctuation: one
-    more than sentences, because verse and lists repeat lines (a chorus: twice)."""
-    code_line_repeats: _Repeats = 10
-    """Lines a loop of fenced code, table rows or wordless lines (`---`, `}`) must cover (and
-    `line_repeats` copies): code repeats lines on purpose, a model's code loop runs on."""
-    ngram_repeats: _Repeats = 5
-    """Copies in a row of a cycle of 2 to 64 words inside running text (no punctuation to go
-    by, so more than for sentences)."""
-    ngram_min_tokens: Annotated[int, msgspec.Meta(ge=2, le=10_000)] = 16
-    """Words such a loop must cover: short cycles ("la di la di", "bye bye") recur in speech
-    and lyrics, so a two-word cycle needs eight copies."""
-    token_run: _Repeats = 8
-    """Copies in a row of one word ("very very ..."); "ha ha ha", "No, no, no." stay."""
-    char_run: Annotated[int, msgspec.Meta(ge=8, le=1_000_000)] = 160
-    """Copies in a row of one character (all whitespace counts as one): longer than any
-    horizontal rule, underline or banner comment (those stay within a 120-column line)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Trip:
-    """Where an answer was found looping: keep `text[:end]` of the whole answer.
-
-    `end` is where the loop became certain (after the copy that proved it). Streaming, it
-    lies within the delta that tripped: `fed_before <= end <= fed_before + len(delta)`.
-    """
-
-    kind: TripKind
-    end: int
-
-
-class _Cycles:
-    """Recent units (sentences, lines) and how far each cycle of 1..`longest` units repeats."""
-
-    __slots__ = ("_keys", "_runs", "_weights")
-
-    def __init__(self, longest: int) -> None:
-        self._keys: deque[str | None] = deque(maxlen=longest)
-        self._weights: deque[int] = deque(maxlen=longest)
-        self._runs = [0] * (longest + 1)  # _runs[k]: units in a row equal to the one k before
-
-    def push(self, key: str | None, weight: int) -> None:
-        """Add a unit; a None key (too long to compare) matches nothing."""
-        keys, runs = self._keys, self._runs
-        held = len(keys)
-        for k in range(1, len(runs)):
-            match = key is not None and k <= held and keys[-k] == key
-            runs[k] = runs[k] + 1 if match else 0
-        keys.append(key)
-        self._weights.append(weight)
-
-    def repeats(self) -> Iterator[tuple[int, int]]:
-        """(cycle length k, units the repeating cycle covers) for each k that repeats."""
-        for k in range(1, len(self._runs)):
-            if self._runs[k]:
-                yield k, self._runs[k] + k
-
-    def weight(self, k: int) -> int:
-        """The total weight of the last `k` units (one cycle)."""
-        return sum(self._weights[-i] for i in range(1, k + 1))
-
-
-class _Ngrams:
-    """The last `_MAX_NGRAM` words, and for each period k how many words in a row equal the
-    word k before them (only periods that currently repeat are kept)."""
-
-    __slots__ = ("_count", "_runs", "_where", "_window")
-
-    def __init__(self) -> None:
-        self._window: deque[str | None] = deque()
-        self._where: dict[str, list[int]] = {}  # word -> its indexes within the window
-        self._runs: dict[int, int] = {}
-        self._count = 0
-
-    def push(self, word: str | None) -> dict[int, int]:
-        """Add a word; the repeating periods and their runs (None matches nothing)."""
-        index = self._count
-        runs: dict[int, int] = {}
-        if word is not None:
-            positions = self._where.setdefault(word, [])
-            for position in positions:
-                period = index - position
-                runs[period] = self._runs.get(period, 0) + 1
-            positions.append(index)
-        self._runs = runs
-        self._window.append(word)
-        self._count += 1
-        if len(self._window) > _MAX_NGRAM:
-            old = self._window.popleft()
-            if old is not None:
-                held = self._where[old]
-                del held[0]
-                if not held:
-                    del self._where[old]
-        return runs
-
-
-class _Words:
-    """The words of the sentence or line being read, up to `_UNIT_CAP` characters."""
-
-    __slots__ = ("long", "size", "words")
-
-    def __init__(self) -> None:
-        self.words: list[str] = []
-        self.size = 0
-        self.long = False  # longer than the cap, or a word too long: matches nothing
-
-    def add_word(self, word: str) -> None:
-        if self.size > _UNIT_CAP:
-            self.long = True
-        else:
-            self.words.append(word)
-            self.size += len(word) + 1
-
-    def drop_word(self, word: str) -> None:
-        if self.words and self.words[-1] == word:
-            self.words.pop()
-            self.size -= len(word) + 1
-
-
-class _Line(_Words):
-    """The line being read: also its text, and what it opened with."""
-
-    __slots__ = ("other", "parts", "started", "table", "text_size")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.parts: list[str] = []
-        self.text_size = 0
-        self.started = False  # anything but whitespace yet
-        self.other = False  # punctuation yet (then "1." is no list marker)
-        self.table = False  # a table row: opens with "|"
-
-    def add(self, text: str) -> None:
-        if self.text_size <= _UNIT_CAP:
-            self.parts.append(text[: _UNIT_CAP + 1 - self.text_size])
-        self.text_size += len(text)
-
-
-class _Sentence(_Words):
-    """The sentence being read: also whether an end mark ("end") or a list marker ("marker")
-    waits for the whitespace that confirms it."""
-
-    __slots__ = ("end_at", "pending")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.pending = ""
-        self.end_at = 0  # with "end": the offset after the end mark and its closers
-
 
 class RepetitionGuard:
     """Watches one answer, delta by delta; `feed` returns a `Trip` once it loops."""
@@ -251,8 +37,7 @@ class RepetitionGuard:
         limit = settings.char_run
         self._long_run = re.compile(rf"\s{{{limit},}}|(\S)\1{{{limit - 1},}}")
         need = [
-            max(settings.ngram_repeats * k, settings.ngram_min_tokens)
-            for k in range(_MAX_NGRAM + 1)
+            max(settings.ngram_repeats * k, settings.ngram_min_tokens) for k in range(MAX_NGRAM + 1)
         ]
         need[1] = settings.token_run
         self._ngram_need = need
@@ -261,11 +46,11 @@ class RepetitionGuard:
         self._word: list[str] = []  # a word still being read when the last delta ended
         self._word_len = 0
         self._in_code = False
-        self._line = _Line()
-        self._sentence = _Sentence()
-        self._lines = _Cycles(_MAX_LINE_CYCLE)
-        self._sentences = _Cycles(_MAX_SENTENCE_CYCLE)
-        self._ngrams = _Ngrams()
+        self._line = Line()
+        self._sentence = Sentence()
+        self._lines = Cycles(_MAX_LINE_CYCLE)
+        self._sentences = Cycles(_MAX_SENTENCE_CYCLE)
+        self._ngrams = Ngrams()
 
     @property
     def tripped(self) -> Trip | None:
@@ -441,9 +226,9 @@ class RepetitionGuard:
         return self._in_code or self._line.table
 
     def _reset_prose(self) -> None:
-        self._sentence = _Sentence()
-        self._sentences = _Cycles(_MAX_SENTENCE_CYCLE)
-        self._ngrams = _Ngrams()
+        self._sentence = Sentence()
+        self._sentences = Cycles(_MAX_SENTENCE_CYCLE)
+        self._ngrams = Ngrams()
 
     # -- sentences -----------------------------------------------------------------------------
 
@@ -451,11 +236,11 @@ class RepetitionGuard:
         """A line ended inside a sentence ("Here is how:", a verse ending in a comma): its
         words are no sentence, and what comes next is no repeat of the sentence before."""
         if self._sentence.words or self._sentence.long:
-            self._sentence = _Sentence()
+            self._sentence = Sentence()
             self._sentences.push(None, 0)
 
     def _end_sentence(self, end: int) -> Trip | None:
-        done, self._sentence = self._sentence, _Sentence()
+        done, self._sentence = self._sentence, Sentence()
         if not done.words and not done.long:
             return None  # "..." alone, "!!!"
         sentences, settings = self._sentences, self._settings
@@ -469,7 +254,7 @@ class RepetitionGuard:
     # -- lines ---------------------------------------------------------------------------------
 
     def _end_line(self, at: int) -> Trip | None:
-        done, self._line = self._line, _Line()
+        done, self._line = self._line, Line()
         raw = "".join(done.parts)
         stripped = raw.strip()
         if not stripped:
@@ -477,7 +262,7 @@ class RepetitionGuard:
         fence = stripped.startswith(_FENCES)
         strict = False
         key: str | None
-        if done.long or done.text_size > _UNIT_CAP:
+        if done.long or done.text_size > UNIT_CAP:
             key = None
         elif fence or self._in_code:
             key = "code:" + raw.rstrip()
