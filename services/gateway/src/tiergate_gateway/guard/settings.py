@@ -15,7 +15,7 @@ _Repeats = Annotated[int, msgspec.Meta(ge=2, le=1000)]
 
 
 class GuardSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """When an answer counts as a loop and is cut (`[tiers.<name>.guard]`; rules in the guard package)."""
+    """When an answer counts as a loop and is cut (`[tiers.<name>.guard]`; rules: the package)."""
 
     enabled: bool = True
     """Watch answers for loops; false: never cut."""
