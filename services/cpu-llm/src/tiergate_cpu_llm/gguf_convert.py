@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, get_args
 
@@ -31,6 +29,7 @@ import gguf
 import numpy as np
 import numpy.typing as npt
 
+from tiergate_cpu_llm.model import atomic_output
 from tiergate_cpu_llm.settings import Quantization
 
 __all__ = ["ConversionError", "convert_bert", "main", "pooling_config_names", "write_atomically"]
@@ -187,16 +186,8 @@ def convert_bert(model_dir: Path, out: Path, *, outtype: Quantization = "f16") -
 
 def write_atomically(model_dir: Path, target: Path, *, outtype: Quantization) -> None:
     """Convert into `target` under a temporary name in its directory, then rename."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_output(target) as tmp:
         convert_bert(model_dir, tmp, outtype=outtype)
-        tmp.chmod(0o644)
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:

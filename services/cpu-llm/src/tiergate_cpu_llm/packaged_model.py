@@ -33,7 +33,7 @@ from typing import BinaryIO
 import structlog
 
 from tiergate_cpu_llm.embedding_model import default_cache_dir
-from tiergate_cpu_llm.model import ChatModel, ModelFileError, resolve_model_path
+from tiergate_cpu_llm.model import ChatModel, ModelFileError, convert_in_child, resolve_model_path
 from tiergate_cpu_llm.model_catalog import CATALOG, PackagedModel
 from tiergate_cpu_llm.settings import EngineSettings
 
@@ -43,6 +43,8 @@ _log = structlog.get_logger("tiergate.cpu_llm.packaged_model")
 _PART = re.compile(r"^(?P<base>.+\.gguf)\.part(?P<number>\d+)$")
 _REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 _BLOCK = 1 << 20
+REQUANT_VERSION = 1
+"""Bump when `gguf_requant` writes something else for the same input: caches get a new name."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,11 +62,30 @@ def resolve_chat_model(settings: EngineSettings) -> ChatModel:
     """The chat model to serve; raises ModelFileError naming the setting or path."""
     entry = CATALOG[settings.model]
     model_id = settings.model_id or entry.model_id
-    if settings.model_path:
-        return ChatModel(resolve_model_path(settings.model_path), model_id)
     cache = Path(settings.cache_dir).expanduser() if settings.cache_dir else default_cache_dir()
-    path = packaged_gguf(entry, cache)
-    return ChatModel(resolve_model_path(str(path)), model_id, entry.chat_template)
+    if settings.model_path:
+        path = resolve_model_path(settings.model_path)
+        template = None
+    else:
+        path = resolve_model_path(str(packaged_gguf(entry, cache)))
+        template = entry.chat_template
+    if settings.requantize is not None:
+        path = requantized(path, cache, settings.requantize)
+    return ChatModel(path, model_id, template)
+
+
+def requantized(source: Path, cache_dir: Path, outtype: str) -> Path:
+    """`source` re-encoded as `outtype` (`gguf_requant.py`), made once into `cache_dir` and
+    named by the source's path, size and modification time."""
+    stat = source.stat()
+    key = (
+        f"tiergate requant v{REQUANT_VERSION} {outtype} {source} {stat.st_size} {stat.st_mtime_ns}"
+    )
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    target = cache_dir / f"{source.stem}.{outtype}.{digest}.gguf"
+    if not target.is_file():
+        convert_in_child("tiergate_cpu_llm.gguf_requant", source, target, "--outtype", outtype)
+    return resolve_model_path(str(target))
 
 
 def packaged_gguf(entry: PackagedModel, cache_dir: Path) -> Path:
