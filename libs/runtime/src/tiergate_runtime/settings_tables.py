@@ -95,18 +95,25 @@ def _default_of(field: msgspec.structs.FieldInfo) -> Any:
 # --- rendering types and values -----------------------------------------------------------
 
 
+def _number(value: float) -> str:
+    """A bound as written once: `1`, not `1.0`. Equal Metas (`ge=0` and `ge=0.0`) are one
+    object in typing's cache of `Annotated`, so which spelling a field gets depends on import
+    order; the reference must not."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
 def _bounds(metas: list[msgspec.Meta]) -> str:
     """`0 < x ≤ 3600`, `x ≥ 1`: the numeric bounds in `metas`, or ''."""
     low = high = None
     for meta in metas:
         if meta.ge is not None:
-            low = f"{meta.ge} ≤"
+            low = f"{_number(meta.ge)} ≤"
         if meta.gt is not None:
-            low = f"{meta.gt} <"
+            low = f"{_number(meta.gt)} <"
         if meta.le is not None:
-            high = f"≤ {meta.le}"
+            high = f"≤ {_number(meta.le)}"
         if meta.lt is not None:
-            high = f"< {meta.lt}"
+            high = f"< {_number(meta.lt)}"
     if low is not None and high is not None:
         return f"{low} x {high}"
     if low is not None:  # "1 ≤" reads "x ≥ 1"

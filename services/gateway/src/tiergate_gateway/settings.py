@@ -275,7 +275,7 @@ class RagLink(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     tier's `grounding_tokens`."""
     max_source_chars: Annotated[int, msgspec.Meta(ge=100, le=20_000)] = 600
     """The longest passage one source contributes."""
-    min_relevance: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.45
+    min_relevance: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.45
     """Ground only when the hits hold at least this share of the question (retrieval's
     `relevance`: the idf-weighted share of the question's content terms found in the hits;
     0 grounds whatever was found). Calibrated on `evals/answer.toml` against the default
