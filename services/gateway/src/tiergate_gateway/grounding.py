@@ -95,6 +95,11 @@ class Grounder:
         """The characters of sources a budget of `budget_tokens` allows."""
         return int(budget_tokens * self._chars_per_token)
 
+    def added_tokens(self, grounding: Grounding) -> int:
+        """The estimated tokens `grounding`'s message adds to the prompt."""
+        message = grounding.message
+        return int(len(message["content"]) / self._chars_per_token) if message else 0
+
     def max_added_chars(self, budget_tokens: int) -> int:
         """The most a grounding message adds to a prompt (the token reservation's allowance)."""
         return len(INSTRUCTION) + 2 + self.budget_chars(budget_tokens)

@@ -110,6 +110,7 @@ class Act:
                 exchange.parsed.raw, exchange.policy.grounding_tokens
             )
             exchange.grounding = grounding
+            exchange.prompt_estimate += self.grounder.added_tokens(grounding)
             exchange.record.add_header("x-tiergate-grounding", grounding.status)
             if grounding.relevance is not None:
                 exchange.span.set(grounding_relevance=grounding.relevance)

@@ -133,7 +133,8 @@ class Exchange:
     """The tier's clamp of the answer's tokens (None: the endpoint has no answer tokens)."""
     grounding: Grounding | None = None
     prompt_estimate: int = 0
-    """The prompt's tokens as estimated at admission (grounding included)."""
+    """The prompt's tokens as estimated from the request and the grounding message (what
+    a stream the guard cut reports: the engine's count never came)."""
     guard_trip: Trip | None = None
     """Set when the runaway guard cut a whole (non-streaming) answer."""
     calls: list[Attempt] = field(default_factory=list)

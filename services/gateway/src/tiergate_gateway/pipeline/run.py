@@ -135,7 +135,7 @@ class Pipeline:
             else 0
         )
         reserve = estimate_tokens(parsed.size + grounding_chars, cap, self.gate.chars_per_token)
-        exchange.prompt_estimate = reserve - (cap or 0)
+        exchange.prompt_estimate = int(parsed.size / self.gate.chars_per_token)
         # The limit entry's id is ours, never the caller's x-request-id: a reused id would
         # overwrite its own entry instead of counting again.
         admission, limit_headers = await self.gate.limits.admit(
