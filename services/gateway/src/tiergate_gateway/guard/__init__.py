@@ -45,5 +45,14 @@ and 4 sentences, and the current line and sentence up to 2,000 characters.
 
 from tiergate_gateway.guard.detector import RepetitionGuard, check_text
 from tiergate_gateway.guard.settings import GuardSettings, Trip, TripKind
+from tiergate_gateway.guard.watch import AnswerGuard, check_answer
 
-__all__ = ["GuardSettings", "RepetitionGuard", "Trip", "TripKind", "check_text"]
+__all__ = [
+    "AnswerGuard",
+    "GuardSettings",
+    "RepetitionGuard",
+    "Trip",
+    "TripKind",
+    "check_answer",
+    "check_text",
+]

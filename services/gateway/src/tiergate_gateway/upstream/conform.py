@@ -22,7 +22,7 @@ from typing import Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from tiergate_gateway.guard import GuardSettings, Trip, check_text
+from tiergate_gateway.guard import GuardSettings, Trip, check_answer
 from tiergate_proto.openai import ChatCompletion, ChatCompletionChunk, Choice, ChunkChoice, Usage
 from tiergate_proto.openai.completion import (
     FINISH_REASONS,
@@ -121,7 +121,7 @@ def _guarded(choices: list[Choice], guard: GuardSettings) -> tuple[list[Choice],
     out = []
     for choice in choices:
         text = choice.message.content
-        trip = check_text(text, guard) if isinstance(text, str) and text else None
+        trip = check_answer(text, guard) if isinstance(text, str) and text else None
         if trip is None or not isinstance(text, str):
             out.append(choice)
             continue

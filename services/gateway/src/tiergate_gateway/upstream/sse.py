@@ -15,7 +15,7 @@ for it, to count tokens), and notes `[DONE]`, `finish_reason` and the first toke
 reasoning, refusal or a tool call).
 
 With a `guard` (the tier's runaway guard, `guard/`), each choice's content deltas are fed
-to a `RepetitionGuard`. When one trips, the event that tripped it goes out (the text so far),
+to an `AnswerGuard`. When one trips, the event that tripped it goes out (the text so far),
 then a last chunk with `finish_reason: "length"` and `"tiergate_guard": "repetition"`, the
 usage chunk if the client asked for one, and `[DONE]`; `cut` says why, the rest of the read
 is dropped, and the relay closes the upstream, which stops the engine generating. The usage
@@ -32,7 +32,7 @@ from typing import Protocol
 
 import msgspec
 
-from tiergate_gateway.guard import GuardSettings, RepetitionGuard, Trip
+from tiergate_gateway.guard import AnswerGuard, GuardSettings, Trip
 from tiergate_gateway.upstream.conform import (
     GUARD_FIELD,
     check_chunk,
@@ -224,7 +224,7 @@ class SseTransformer:
         self.saw_error = False
         self.first_token_at: float | None = None
         self._guard = guard if guard is not None and guard.enabled else None
-        self._guards: dict[int, RepetitionGuard] = {}
+        self._guards: dict[int, AnswerGuard] = {}
         self._deltas = 0
         self._prompt_estimate = prompt_estimate
         self.cut: Trip | None = None
@@ -385,7 +385,7 @@ class SseTransformer:
             self._deltas += 1
             guard = self._guards.get(choice.index)
             if guard is None:
-                guard = self._guards[choice.index] = RepetitionGuard(settings)
+                guard = self._guards[choice.index] = AnswerGuard(settings)
             trip = guard.feed(content)
             if trip is not None and choice.finish_reason is None:
                 self.cut = trip
