@@ -14,6 +14,11 @@ if sys.argv[1:2] == ["rag"]:
 
     raise SystemExit(rag_search(sys.argv[2:]))
 
+if sys.argv[1:2] == ["guard"]:
+    from tiergate_bench.guard_cost import main as guard_cost
+
+    raise SystemExit(guard_cost(sys.argv[2:]))
+
 if sys.argv[1:2] == ["overload"]:
     from tiergate_bench.overload import main as overload
 
