@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 UV_VERSION="0.13.8"
-# redis-server: the tests start their own, on free ports (the package's service is not started).
-DEBIAN_PACKAGES=(${TIERGATE_DEBIAN_PACKAGES:-redis-server})
+# redis-server and prometheus (with promtool): the tests start their own, on free ports (the
+# packages' services are not started).
+DEBIAN_PACKAGES=(${TIERGATE_DEBIAN_PACKAGES:-redis-server prometheus})
 
 log() { echo "bootstrap: $*" >&2; }
 
