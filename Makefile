@@ -46,6 +46,10 @@ check-schemas: setup ## Fail if the committed JSON Schemas are stale
 settings-doc: setup ## Regenerate docs/settings.md from the settings Structs and their docstrings
 	$(VENV_BIN)/python -m tiergate_runtime.settings_doc
 
+.PHONY: images
+images: ## Build the five service images with one tag (Docker + BuildKit; TIERGATE_TAG, ARGS="--push")
+	deploy/images/build.sh $(ARGS)
+
 .PHONY: bench
 bench: setup ## Benchmark the gateway vs direct, nginx and LiteLLM (ARGS="--quick" for a smoke run)
 	@bench/setup.sh

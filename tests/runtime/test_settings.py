@@ -80,3 +80,30 @@ def test_missing_config_file_is_named(tmp_path: Path) -> None:
     missing = tmp_path / "nope.toml"
     with pytest.raises(SettingsError, match=f"config file not found: {missing}"):
         load_settings(Sample, env_prefix=PREFIX, environ={f"{PREFIX}CONFIG": str(missing)})
+
+
+def test_secrets_dir_files_are_variables_and_the_environment_wins(tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / f"{PREFIX}SERVER__HOST").write_text("10.0.0.1\n")  # one trailing newline dropped
+    (secrets / f"{PREFIX}INNER__A__URL").write_text("http://from-file\r\n")
+    (secrets / f"{PREFIX}SERVER__PORT").write_text("9200")
+    (secrets / "OTHER_SERVICE_TOKEN").write_text("not ours")  # another prefix: ignored
+    (secrets / "..data").mkdir()  # what a Kubernetes Secret volume also holds
+    env = {f"{PREFIX}SECRETS_DIR": str(secrets), f"{PREFIX}SERVER__PORT": "9300"}
+    settings = load_settings(Sample, env_prefix=PREFIX, environ=env)
+    assert settings.server.host == "10.0.0.1"
+    assert settings.inner["a"].url == "http://from-file"
+    assert settings.server.port == 9300
+
+
+def test_secret_file_with_an_unknown_name_fails_like_a_variable(tmp_path: Path) -> None:
+    (tmp_path / f"{PREFIX}SERVER__HOTS").write_text("x")
+    with pytest.raises(SettingsError, match="server: Object contains unknown field `hots`"):
+        load_settings(Sample, env_prefix=PREFIX, environ={f"{PREFIX}SECRETS_DIR": str(tmp_path)})
+
+
+def test_missing_secrets_dir_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    with pytest.raises(SettingsError, match=f"{PREFIX}SECRETS_DIR {missing}"):
+        load_settings(Sample, env_prefix=PREFIX, environ={f"{PREFIX}SECRETS_DIR": str(missing)})

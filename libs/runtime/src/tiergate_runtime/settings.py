@@ -11,6 +11,12 @@ Sources, later wins:
    msgspec converts to the field's type (`"9000"` → 9000, `"true"` → True). An empty value
    sets an optional field to None (`TIERGATE_GATEWAY_AUTH__URL=` turns the auth link off).
 
+Between the two: with `<prefix>SECRETS_DIR` set, each file in that directory named like one of
+these variables (`TIERGATE_AUTH_PEPPER`) is that variable, its content the value (one trailing
+newline dropped). This is how secrets arrive as files — Docker Compose `secrets:` under
+`/run/secrets`, a Kubernetes Secret volume — instead of in the process environment. A variable
+set in the environment wins over its file.
+
 Settings Structs must set `forbid_unknown_fields=True`: a typo in config fails loudly. Errors
 are raised as `SettingsError` whose message names the bad field, e.g.
 `invalid setting backends.cpu.base_url: Expected `str`, got `int``.
@@ -77,11 +83,35 @@ def _env_value(name: str, raw: str) -> Any:
     return raw
 
 
+def _secret_files(prefix: str, directory: str) -> dict[str, str]:
+    """The settings variables held as files in `directory` (name → content)."""
+    root = Path(directory)
+    try:
+        entries = sorted(root.iterdir())
+    except OSError as exc:
+        raise SettingsError(f"{prefix}SECRETS_DIR {directory}: {exc.strerror}") from exc
+    found: dict[str, str] = {}
+    for entry in entries:
+        # A Kubernetes Secret volume also holds `..data` and timestamped dirs: never ours.
+        if not entry.name.startswith(prefix) or not entry.is_file():
+            continue
+        try:
+            text = entry.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"secret file {entry} unreadable: {exc}") from exc
+        found[entry.name] = text.removesuffix("\n").removesuffix("\r")
+    return found
+
+
 def _env_overrides(prefix: str, environ: Mapping[str, str]) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
-    config_var = f"{prefix}CONFIG"
-    for name, raw in sorted(environ.items()):
-        if not name.startswith(prefix) or name == config_var:
+    own = {f"{prefix}CONFIG", f"{prefix}SECRETS_DIR"}
+    secrets_dir = environ.get(f"{prefix}SECRETS_DIR")
+    variables = dict(environ)
+    if secrets_dir:
+        variables = {**_secret_files(prefix, secrets_dir), **environ}
+    for name, raw in sorted(variables.items()):
+        if not name.startswith(prefix) or name in own:
             continue
         keys = [part.lower() for part in name[len(prefix) :].split("__")]
         if not all(keys):
@@ -163,7 +193,8 @@ def load_settings(
     environ: Mapping[str, str] | None = None,
     config_path: str | Path | None = None,
 ) -> T:
-    """Build `settings_type` from the TOML file and environment; raise SettingsError if invalid."""
+    """Build `settings_type` from the TOML file, secret files and environment; raise
+    SettingsError if invalid."""
     env = os.environ if environ is None else environ
     data: dict[str, Any] = {}
     path = config_path if config_path is not None else env.get(f"{env_prefix}CONFIG")

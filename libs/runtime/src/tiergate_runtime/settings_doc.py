@@ -100,6 +100,10 @@ Any key can be set from the environment: `<PREFIX><KEY>`, nested keys joined by 
 or `{{` is JSON (a whole list or table); an empty value unsets an optional key. `REDIS_URL`
 sets `store.url` where the service has a store and its own variable does not. A key shown as
 unset has no value unless given.
+
+Secrets can arrive as files instead: with `<PREFIX>SECRETS_DIR` set (`/run/secrets`), each
+file there named like a variable (`TIERGATE_AUTH_PEPPER`) gives that variable its content, one
+trailing newline dropped; a variable set in the environment wins over its file.
 """
 
 
