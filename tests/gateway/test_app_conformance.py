@@ -142,11 +142,12 @@ async def test_the_first_tool_call_delta_is_the_first_token(engine: FakeEngine) 
         assert arguments == CALL["arguments"]
         metrics = (await gateway.client.get("/metrics")).text
     count = (
-        'tiergate_gateway_time_to_first_token_seconds_count{backend="cpu",model="tiergate-small"}'
+        "tiergate_gateway_time_to_first_token_seconds_count"
+        '{backend="cpu",model="tiergate-small",tier="anonymous"}'
     )
     assert f"{count} 1.0" in metrics
     # ... and well under the answer's own duration.
-    assert '_bucket{backend="cpu",le="0.5",model="tiergate-small"} 1.0' in metrics
+    assert '_bucket{backend="cpu",le="0.5",model="tiergate-small",tier="anonymous"} 1.0' in metrics
 
 
 async def test_a_malformed_event_mid_stream_ends_with_our_error_then_done(

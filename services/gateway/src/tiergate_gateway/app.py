@@ -102,7 +102,8 @@ def create_app(
     )
     gate = _build_gate(settings, store, auth_client, lookup_client, metrics)
     router = Router(settings.routes, catalog, settings.languages)
-    wake = _build_wake(settings, store, auth_client)
+    wake = _build_wake(settings, store, auth_client, metrics)
+    _prepare_metrics(settings, metrics, wake)
     shedding = Admission(
         settings.backends,
         metrics,
@@ -128,6 +129,7 @@ def create_app(
                 max_source_chars=settings.rag.max_source_chars,
                 min_relevance=settings.rag.min_relevance,
                 chars_per_token=settings.limits.chars_per_token,
+                metrics=metrics,
             )
             if settings.rag.url is not None
             else None
@@ -269,13 +271,30 @@ def _stored_responses(gate: Gate, store: ResponseStore) -> list[HTTPRouteHandler
 
 
 def _build_wake(
-    settings: GatewaySettings, store: aioredis.Redis, client: httpx.AsyncClient
+    settings: GatewaySettings,
+    store: aioredis.Redis,
+    client: httpx.AsyncClient,
+    metrics: GatewayMetrics,
 ) -> WakeCoordinator:
     """Wake handling for the backends that scale to zero (each waits for its first model)."""
     models: dict[str, str] = {}
     for model in settings.models:
         models.setdefault(model.backend, model.engine_model)
-    return WakeCoordinator(settings.backends, models, store, client, settings.store.key_prefix)
+    return WakeCoordinator(
+        settings.backends, models, store, client, settings.store.key_prefix, metrics=metrics
+    )
+
+
+def _prepare_metrics(
+    settings: GatewaySettings, metrics: GatewayMetrics, wake: WakeCoordinator
+) -> None:
+    """Every configured label combination at 0 before any traffic (bounded by the config)."""
+    streams = [
+        (model.id, model.backend)
+        for model in settings.models
+        if model.endpoints & {"chat", "completions"}  # embeddings never stream
+    ]
+    metrics.prepare(settings.tiers, streams, wake.backends)
 
 
 def _auth_proxy(settings: GatewaySettings, client: httpx.AsyncClient) -> ReverseProxy:

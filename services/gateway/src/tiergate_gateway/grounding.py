@@ -24,6 +24,7 @@ headers say so.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,7 @@ import httpx
 import msgspec
 import structlog
 
+from tiergate_gateway.metrics import GatewayMetrics
 from tiergate_gateway.routing.classify import last_user_text
 from tiergate_proto.rag import SearchHit, SearchRequest, SearchResponse
 from tiergate_runtime.text import clip_words
@@ -64,6 +66,11 @@ class Grounding:
     relevance: float | None = None
     """The hits' relevance as retrieval scored it (None: no search answered)."""
 
+    @property
+    def reason(self) -> str:
+        """`grounded`, or the reason alone (`not_relevant`): the metrics' `status` label."""
+        return self.status.rpartition("=")[2]
+
 
 def _heading(hit: SearchHit) -> str:
     return " > ".join([hit.title, *hit.heading_path[-2:]])
@@ -82,8 +89,11 @@ class Grounder:
         max_source_chars: int,
         min_relevance: float,
         chars_per_token: float,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
+        """`metrics`: where each search's duration goes (`rag_search_duration_seconds`)."""
         self._client = client
+        self._metrics = metrics
         self._url = url.rstrip("/") + "/v1/search"
         self._timeout_s = timeout_s
         self._k = k
@@ -129,6 +139,7 @@ class Grounder:
     async def _search(self, query: str, passage_chars: int) -> SearchResponse | Grounding:
         """The retrieval service's answer, or the ungrounded Grounding of its failure."""
         search = SearchRequest(query=query, k=self._k, passage_chars=passage_chars)
+        started = time.perf_counter()
         try:
             response = await self._client.post(
                 self._url,
@@ -144,6 +155,9 @@ class Grounder:
         except (httpx.HTTPError, msgspec.DecodeError) as exc:
             _log.warning("grounding_failed", error=type(exc).__name__)
             return Grounding([], "ungrounded; reason=error")
+        finally:
+            if self._metrics is not None:
+                self._metrics.rag_search_duration.observe(time.perf_counter() - started)
 
     def _sources(
         self, hits: list[SearchHit], budget: int

@@ -1,18 +1,35 @@
-"""Gateway metrics: chat completions, time to first token, tokens, upstream errors, shedding.
+"""Gateway metrics: API requests, upstream calls, first tokens, routing, wakes, grounding.
 
 Labels are bounded by configuration: `model` is a configured public alias (unknown models are
-rejected before any label is used), `backend` a configured backend name, `kind` a fixed set.
+rejected before any label is used), `backend` a configured backend name, `tier` a configured
+tier (or `none`, see `NO_TIER`), `kind`, `outcome`, `decision` and `status` fixed sets.
+`prepare` creates every configured combination at start, so each series is in a scrape at 0
+before any traffic (the alert rules and the dashboard rely on it).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from tiergate_runtime.metrics import LATENCY_BUCKETS, HttpMetrics
 
-__all__ = ["GatewayMetrics", "UpstreamErrorKind"]
+__all__ = [
+    "API_LABELS",
+    "API_OUTCOMES",
+    "DECISIONS",
+    "GROUNDING_STATUSES",
+    "NO_TIER",
+    "WAKE_OUTCOMES",
+    "ApiLabel",
+    "ApiOutcome",
+    "GatewayMetrics",
+    "UpstreamErrorKind",
+    "WakeOutcome",
+    "api_outcome",
+]
 
 NAMESPACE = "tiergate_gateway"
 
@@ -20,6 +37,49 @@ NAMESPACE = "tiergate_gateway"
 # status: the upstream answered an error status · midstream: failed after the first byte.
 UpstreamErrorKind = Literal["connect", "timeout", "protocol", "status", "midstream"]
 _TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+# A GPU wake: seconds (a sleeping engine) to minutes (a cold platform pulling weights).
+_WAKE_BUCKETS = (1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0)
+
+ApiLabel = Literal["chat", "completions", "embeddings", "responses"]
+"""The public API a request came to (`/v1/chat/completions` is `chat`)."""
+API_LABELS: tuple[ApiLabel, ...] = ("chat", "completions", "embeddings", "responses")
+ApiOutcome = Literal["ok", "rate_limited", "client_error", "unavailable", "error", "client_gone"]
+API_OUTCOMES: tuple[ApiOutcome, ...] = (
+    "ok",
+    "rate_limited",
+    "client_error",
+    "unavailable",
+    "error",
+    "client_gone",
+)
+NO_TIER = "none"
+"""The `tier` of a request that has no configured tier: a bad credential (401), a credential
+whose tier this gateway does not configure (403), one that ended before identity."""
+DECISIONS = ("first", "breaker_open", "all_open", "hold", "cpu_first", "waking")
+"""`routing/decide.py`'s `Reason`s (a test keeps the two equal)."""
+WakeOutcome = Literal["ready", "failed", "timeout"]
+WAKE_OUTCOMES: tuple[WakeOutcome, ...] = ("ready", "failed", "timeout")
+GROUNDING_STATUSES = ("grounded", "no_query", "not_relevant", "no_sources", "timeout", "error")
+"""`grounding.py`'s statuses: grounded, or the reason a request went ungrounded."""
+
+
+def api_outcome(status: int, *, client_gone: bool = False, broken: bool = False) -> ApiOutcome:
+    """A finished API request's outcome from its final status.
+
+    `client_gone`: the client left before the end (whatever status went out). `broken`: a
+    2xx stream that failed after its first byte (an error event ended it) counts as `error`.
+    """
+    if client_gone:
+        return "client_gone"
+    if status == 429:
+        return "rate_limited"
+    if status == 503:
+        return "unavailable"
+    if status >= 500 or status < 200:  # below 200: nothing answered, our failure
+        return "error"
+    if status >= 400:
+        return "client_error"
+    return "error" if broken else "ok"
 
 
 class GatewayMetrics:
@@ -45,8 +105,9 @@ class GatewayMetrics:
         )
         self.ttft = Histogram(
             "time_to_first_token_seconds",
-            "From request received to the first content chunk relayed (streaming).",
-            ["model", "backend"],
+            "Streams: from the attempt's start to its first token relayed, by public model, "
+            "backend and the caller's tier.",
+            ["model", "backend", "tier"],
             namespace=NAMESPACE,
             registry=registry,
             buckets=_TTFT_BUCKETS,
@@ -137,6 +198,116 @@ class GatewayMetrics:
             namespace=NAMESPACE,
             registry=registry,
         )
+
+        self._api_families(registry)
+        self._tiers: frozenset[str] = frozenset()
+
+    def _api_families(self, registry: CollectorRegistry) -> None:
+        """The families of the request path: API requests, routing, wakes, grounding."""
+        self.api_requests = Counter(
+            "api_requests",
+            "API requests through the pipeline, counted once when they end, by API (chat, "
+            "completions, embeddings, responses), tier and outcome: ok (2xx), rate_limited "
+            "(429), client_error (other 4xx), unavailable (503), error (other 5xx, or a stream "
+            "that broke after its first byte), client_gone (the client left first). tier is "
+            f"'{NO_TIER}' without a configured tier (a 401, or ended before identity).",
+            ["api", "tier", "outcome"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.in_flight_requests = Gauge(
+            "in_flight_requests",
+            "API requests in progress in this process, streams until their last byte.",
+            namespace=NAMESPACE,
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.route_decisions = Counter(
+            "route_decisions",
+            "Routing decisions by tier and decision: first, breaker_open, all_open, hold, "
+            "cpu_first (a smaller model answers while the plan's first wakes), waking (503).",
+            ["tier", "decision"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.wakes = Counter(
+            "wakes",
+            "Wakes of a sleeping GPU backend this process sent, by outcome: ready, failed (no "
+            "wake call went through), timeout (not ready within ready_timeout_s).",
+            ["backend", "outcome"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.wake_duration = Histogram(
+            "wake_duration_seconds",
+            "From the first wake call to the backend ready (wakes that became ready).",
+            ["backend"],
+            namespace=NAMESPACE,
+            registry=registry,
+            buckets=_WAKE_BUCKETS,
+        )
+        self.grounding = Counter(
+            "grounding",
+            "Grounded requests by tier and status: grounded, or why not: no_query, "
+            "not_relevant, no_sources, timeout, error.",
+            ["tier", "status"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.rag_search_duration = Histogram(
+            "rag_search_duration_seconds",
+            "Searches of the retrieval service, from the call to its answer (or failure).",
+            namespace=NAMESPACE,
+            registry=registry,
+            buckets=LATENCY_BUCKETS,
+        )
+
+    def prepare(
+        self,
+        tiers: Iterable[str],
+        streams: Iterable[tuple[str, str]],
+        wakes: Iterable[str],
+    ) -> None:
+        """Create every configured label combination at 0 (once, at start).
+
+        `tiers`: the configured tiers; `streams`: (public model, backend) of the models that
+        can stream (TTFT); `wakes`: the backends with wake settings.
+        """
+        self._tiers = frozenset(tiers)
+        for api in API_LABELS:
+            for tier in (*sorted(self._tiers), NO_TIER):
+                for outcome in API_OUTCOMES:
+                    self.api_requests.labels(api, tier, outcome)
+        for tier in self._tiers:
+            for decision in DECISIONS:
+                self.route_decisions.labels(tier, decision)
+            for status in GROUNDING_STATUSES:
+                self.grounding.labels(tier, status)
+            for model, backend in streams:
+                self.ttft.labels(model, backend, tier)
+        for backend in wakes:
+            self.wake_duration.labels(backend)
+            for wake in WAKE_OUTCOMES:
+                self.wakes.labels(backend, wake)
+
+    def api_request(self, api: ApiLabel, tier: str | None, outcome: ApiOutcome) -> None:
+        """Count one finished API request (a tier not configured here counts as `none`)."""
+        label = tier if tier is not None and tier in self._tiers else NO_TIER
+        self.api_requests.labels(api, label, outcome).inc()
+
+    def route_decision(self, tier: str, decision: str) -> None:
+        """Count one `decide()` result."""
+        self.route_decisions.labels(tier, decision).inc()
+
+    def wake_ended(self, backend: str, outcome: WakeOutcome, seconds: float | None) -> None:
+        """Count one wake this process sent; `seconds` (call → ready) when it became ready."""
+        self.wakes.labels(backend, outcome).inc()
+        if seconds is not None:
+            self.wake_duration.labels(backend).observe(seconds)
+
+    def grounded(self, tier: str, status: str) -> None:
+        """Count one request's grounding (`status`: one of GROUNDING_STATUSES)."""
+        self.grounding.labels(tier, status).inc()
 
     def upstream_error(self, backend: str, kind: UpstreamErrorKind) -> None:
         """Count one upstream failure."""

@@ -8,6 +8,11 @@ Every replica that saw demand then probes the backend until it is ready (platfor
 `/v1/models` lists the model; supervisor: the model's engine is `ready` in `/status`), so each
 one sees the backend become ready by itself. A failed call to a ready backend marks it cold
 again (`mark_cold`).
+
+Metrics count the wakes this process sent (the replica that took the lock), one outcome each:
+`ready` (with the time from its first wake call to ready), `timeout` (a wake call went
+through, not ready within `ready_timeout_s`) or `failed` (no wake call went through by then).
+A replica that only watched another's wake, or found the backend ready, counts nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
+from tiergate_gateway.metrics import GatewayMetrics
 from tiergate_gateway.settings import BackendSettings, WakeSettings
 
 __all__ = ["WakeCoordinator"]
@@ -57,8 +63,11 @@ class WakeCoordinator:
         store: aioredis.Redis,
         client: httpx.AsyncClient,
         prefix: str = "tg",
+        *,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
-        """`models`: backend → the engine model whose presence means ready."""
+        """`models`: backend → the engine model whose presence means ready; `metrics`: where
+        each wake's outcome goes."""
         self._backends = {
             name: _Backend(name, backend.base_url, backend.wake, backend.wake.model or models[name])
             for name, backend in backends.items()
@@ -67,7 +76,13 @@ class WakeCoordinator:
         self._store = store
         self._client = client
         self._prefix = prefix
+        self._metrics = metrics
         self.wakes_sent = 0
+
+    @property
+    def backends(self) -> tuple[str, ...]:
+        """The backends that can be asleep (have wake settings and a model to wait for)."""
+        return tuple(self._backends)
 
     def sleeps(self, backend: str) -> bool:
         """Whether `backend` can be asleep (has wake settings)."""
@@ -116,16 +131,23 @@ class WakeCoordinator:
             self._set_ready(state)
             return
         next_wake = 0.0
+        called_at: float | None = None  # this process's first wake call
+        went_through = False
         while time.monotonic() < deadline:
             if time.monotonic() >= next_wake:
                 next_wake = time.monotonic() + settings.lock_ttl_s
                 if await self._take_lock(state):
-                    await self._send_wake(state)
+                    called_at = time.monotonic() if called_at is None else called_at
+                    went_through = await self._send_wake(state) or went_through
             await asyncio.sleep(settings.probe_interval_s)
             if await self._probe(state):
                 self._set_ready(state)
+                if called_at is not None and self._metrics is not None:
+                    self._metrics.wake_ended(state.name, "ready", time.monotonic() - called_at)
                 return
         _log.warning("gpu_wake_timed_out", backend=state.name, seconds=settings.ready_timeout_s)
+        if called_at is not None and self._metrics is not None:
+            self._metrics.wake_ended(state.name, "timeout" if went_through else "failed", None)
 
     def _set_ready(self, state: _Backend) -> None:
         _log.info("gpu_backend_ready", backend=state.name)
@@ -144,7 +166,8 @@ class WakeCoordinator:
             return True
         return bool(taken)
 
-    async def _send_wake(self, state: _Backend) -> None:
+    async def _send_wake(self, state: _Backend) -> bool:
+        """Send the wake call; whether it went through (answered, not an error status)."""
         settings = state.settings
         headers = {"authorization": f"Bearer {settings.token}"} if settings.token else {}
         url = settings.url
@@ -154,9 +177,13 @@ class WakeCoordinator:
             response = await self._client.post(url, headers=headers, json={}, timeout=10)
         except httpx.HTTPError as exc:
             _log.warning("gpu_wake_failed", backend=state.name, error=type(exc).__name__)
-            return
+            return False
         self.wakes_sent += 1
+        if response.is_error:
+            _log.warning("gpu_wake_failed", backend=state.name, status=response.status_code)
+            return False
         _log.info("gpu_wake_sent", backend=state.name, status=response.status_code)
+        return True
 
     async def _box_status(self, state: _Backend) -> dict[str, Any]:
         """The supervisor's status: from the shared store if published there, else `/status`."""

@@ -12,6 +12,7 @@ from typing import Any
 from litestar import Request
 
 from tiergate_gateway.identity.principal import Principal
+from tiergate_gateway.metrics import ApiLabel
 from tiergate_gateway.pipeline.exchange import Exchange, Parsed, StreamRelay
 from tiergate_gateway.settings import ApiName
 from tiergate_gateway.upstream.adapters import UpstreamApi
@@ -26,6 +27,8 @@ class Endpoint(ABC):
     """Where it is mounted (`/v1/chat/completions`)."""
     api: ApiName
     """What the model must serve (a model's `endpoints`)."""
+    public_api: ApiLabel
+    """The API as clients see it: the `api` label of `api_requests_total`."""
     upstream: UpstreamApi
     """The API called on the engine."""
     span_name: str

@@ -40,6 +40,7 @@ class ChatEndpoint(Endpoint):
 
     path = "/v1/chat/completions"
     api = "chat"
+    public_api = "chat"
     upstream = "chat"
     span_name = "chat.completions"
 

@@ -78,6 +78,7 @@ class CompletionsEndpoint(Endpoint):
 
     path = "/v1/completions"
     api = "completions"
+    public_api = "completions"
     upstream = "completions"
     span_name = "completions"
 
@@ -115,6 +116,7 @@ class EmbeddingsEndpoint(Endpoint):
 
     path = "/v1/embeddings"
     api = "embeddings"
+    public_api = "embeddings"
     upstream = "embeddings"
     span_name = "embeddings"
 

@@ -131,6 +131,7 @@ class ResponsesEndpoint(Endpoint):
 
     path = "/v1/responses"
     api = "chat"
+    public_api = "responses"
     upstream = "chat"
     span_name = "responses"
 

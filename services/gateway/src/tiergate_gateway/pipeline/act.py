@@ -110,6 +110,7 @@ class Act:
                 exchange.parsed.raw, exchange.policy.grounding_tokens
             )
             exchange.grounding = grounding
+            self.metrics.grounded(exchange.principal.tier, grounding.reason)
             exchange.prompt_estimate += self.grounder.added_tokens(grounding)
             exchange.record.add_header("x-tiergate-grounding", grounding.status)
             if grounding.relevance is not None:

@@ -14,6 +14,7 @@ from litestar import Request
 
 from tiergate_gateway.capabilities import NO_NEEDS, Needs
 from tiergate_gateway.identity.principal import Principal
+from tiergate_gateway.metrics import ApiLabel
 from tiergate_gateway.policy import EffectivePolicy
 from tiergate_gateway.tracing import RequestSpan
 from tiergate_runtime.edge import AccessRecord
@@ -106,6 +107,8 @@ class EndpointSpec(Answers, Protocol):
     def path(self) -> str: ...
     @property
     def span_name(self) -> str: ...
+    @property
+    def public_api(self) -> ApiLabel: ...
 
     async def read(
         self, request: Request[Any, Any, Any], limit: int, principal: Principal

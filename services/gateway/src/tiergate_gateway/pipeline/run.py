@@ -17,7 +17,8 @@ identity → read and validate → policy → plan → admit → decide → act 
   answer CPU-first.
 - **act** (`pipeline/act.py`): wake, hold (holding the lease), ground, the upstream attempts.
 - **account**: the lease returned and tokens charged at the real usage, however the request
-  ended; the request span ended once with its outcome.
+  ended; the request span ended once with its outcome; the request counted once
+  (`api_requests_total`, by its final status) and taken off `in_flight_requests`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from opentelemetry.trace import Tracer
 
 from tiergate_gateway.catalog import Catalog, Route
 from tiergate_gateway.gate import Gate
+from tiergate_gateway.metrics import ApiOutcome, api_outcome
 from tiergate_gateway.pipeline.act import Act, send_client_gone
 from tiergate_gateway.pipeline.exchange import EndpointSpec, Exchange, Parsed
 from tiergate_gateway.policy import apply_policy, estimate_tokens
@@ -70,6 +72,7 @@ class Pipeline:
         self.act = act
         self.max_body_bytes = max_body_bytes
         self.tracer = tracer
+        self.metrics = act.metrics
         self._grounder = act.grounder
 
     def handler(self, endpoint: EndpointSpec) -> ASGIApp:
@@ -87,20 +90,33 @@ class Pipeline:
             record = request_record(scope)
             span = RequestSpan(self.tracer, endpoint.span_name, request.headers)
             record.trace_id = span.trace_id
+            metrics = self.metrics
+            metrics.in_flight_requests.inc()
+            outcome: ApiOutcome = "error"  # an exception that is not an ApiError: a 500
             try:
                 await self._run(endpoint, request, record, span, send)
             except ClientGone:  # left while still sending the request body, or waiting
+                outcome = "client_gone"
                 record.outcome = "client_disconnected"
                 span.end("client_disconnected", 499)
                 await send_client_gone(send)
             except ApiError as exc:
+                outcome = api_outcome(exc.status)
                 span.end("rejected" if exc.status < 500 else "upstream_error", exc.status)
                 raise
             except BaseException:
                 span.end("failed", 500)
                 raise
             else:
+                outcome = api_outcome(
+                    record.status,
+                    client_gone=record.outcome == "client_disconnected",
+                    broken=record.outcome == "upstream_error",
+                )
                 span.end(record.outcome or "ok", record.status or None)
+            finally:
+                metrics.in_flight_requests.dec()
+                metrics.api_request(endpoint.public_api, record.tier, outcome)
 
         return handle
 
@@ -152,6 +168,7 @@ class Pipeline:
                 {r.backend: breakers.snapshot(r.backend) for r in plan.routes},
                 breakers.now(),
             )
+            self.metrics.route_decision(principal.tier, decision.reason)
             # act
             await self.act.run(exchange, endpoint, decision, send)
         finally:

@@ -249,7 +249,8 @@ class UpstreamCall:
         """Metrics, span and log for a finished stream; must not raise (it runs in `finally`)."""
         try:
             if sse.first_token_at is not None:
-                self.metrics.ttft.labels(self.route.alias, self.route.backend).observe(
+                tier = self.exchange.principal.tier
+                self.metrics.ttft.labels(self.route.alias, self.route.backend, tier).observe(
                     sse.first_token_at - self.started
                 )
             if self.used_tokens is None:
