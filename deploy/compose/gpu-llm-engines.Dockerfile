@@ -1,0 +1,57 @@
+# syntax=docker/dockerfile:1.7
+# gpu-llm for one GPU box under compose: the supervisor plus both engines in one image, because
+# the supervisor starts, sleeps and stops each engine as its own child process (the GPU mutex;
+# see compose.gpu.yaml and README.md). Built FROM the real vLLM image, so `vllm serve ...` from
+# config/gpu-llm.toml runs as shipped by vLLM; SGLang is added in an environment of its own
+# (its torch/flashinfer pins differ from vLLM's) and the supervisor in /app/.venv from the
+# workspace lock, on a uv-managed Python 3.11 that shares nothing with either engine.
+# Never built here (no Docker engine on the machine this was written on): linted only.
+# Build context: the repository root (compose.gpu.yaml sets it).
+
+# ghcr.io/astral-sh/uv:0.13.0 (the workspace's bootstrap accepts uv 0.13 to 0.19)
+FROM ghcr.io/astral-sh/uv@sha256:cdc6093146eb3ff6a40107b38f008b789e050e77ad87865e381d9917da55a168 AS uv
+
+# vllm/vllm-openai:v0.10.1.1 (sleep mode, AWQ); override with --build-arg VLLM_IMAGE=...
+ARG VLLM_IMAGE=vllm/vllm-openai@sha256:d731ee65c044ae0977421eed3d93f931d4b7d79614394184c939db35b8f28fc2
+FROM ${VLLM_IMAGE}
+
+ARG SGLANG_VERSION=0.4.9.post6
+ARG TIERGATE_REVISION=unknown
+ARG TIERGATE_VERSION=0.1.0
+LABEL org.opencontainers.image.source="https://github.com/tiergate/tiergate" \
+      org.opencontainers.image.revision="${TIERGATE_REVISION}" \
+      org.opencontainers.image.version="${TIERGATE_VERSION}" \
+      org.opencontainers.image.title="tiergate gpu-llm with vLLM and SGLang"
+
+COPY --from=uv /uv /usr/local/bin/uv
+ENV UV_PYTHON_INSTALL_DIR=/opt/uv-python \
+    UV_PYTHON_PREFERENCE=only-managed \
+    UV_LINK_MODE=copy \
+    UV_COMPILE_BYTECODE=1 \
+    UV_NO_CACHE=1
+
+# SGLang: `python -m sglang.launch_server` finds it through the engine's PATH
+# (TIERGATE_GPU_LLM_ENGINES__MISTRAL__ENV in compose.gpu.yaml puts /opt/sglang/bin first).
+RUN uv venv --python 3.12 /opt/sglang \
+    && uv pip install --python /opt/sglang/bin/python "sglang[all]==${SGLANG_VERSION}"
+
+# The supervisor, installed exactly as deploy/images/gpu-llm.Dockerfile does (the same lock).
+WORKDIR /app
+COPY pyproject.toml uv.lock ./
+COPY proto proto
+COPY libs libs
+COPY services services
+COPY testkit testkit
+RUN UV_PROJECT_ENVIRONMENT=/app/.venv uv sync --frozen --no-dev --no-editable \
+        --package tiergate-gpu-llm --python 3.11
+
+COPY config/gpu-llm.toml /etc/tiergate/gpu-llm.toml
+ENV TIERGATE_GPU_LLM_CONFIG=/etc/tiergate/gpu-llm.toml \
+    TIERGATE_GPU_LLM_SERVER__HOST=0.0.0.0
+EXPOSE 8084
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["/app/.venv/bin/python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8084/healthz', timeout=4)"]
+# Runs as root like the vLLM image it extends (the engines keep their caches under /root, and
+# qwen's pre_start drops the page cache, which without privileges fails harmlessly).
+ENTRYPOINT []
+CMD ["/app/.venv/bin/python", "-m", "tiergate_gpu_llm"]
