@@ -8,9 +8,6 @@
 # Never built here (no Docker engine on the machine this was written on): linted only.
 # Build context: the repository root (compose.gpu.yaml sets it).
 
-# ghcr.io/astral-sh/uv:0.13.0 (the workspace's bootstrap accepts uv 0.13 to 0.19)
-FROM ghcr.io/astral-sh/uv@sha256:cdc6093146eb3ff6a40107b38f008b789e050e77ad87865e381d9917da55a168 AS uv
-
 # vllm/vllm-openai:v0.10.1.1 (sleep mode, AWQ); override with --build-arg VLLM_IMAGE=...
 ARG VLLM_IMAGE=vllm/vllm-openai@sha256:d731ee65c044ae0977421eed3d93f931d4b7d79614394184c939db35b8f28fc2
 FROM ${VLLM_IMAGE}
@@ -23,7 +20,9 @@ LABEL org.opencontainers.image.source="https://github.com/tiergate/tiergate" \
       org.opencontainers.image.version="${TIERGATE_VERSION}" \
       org.opencontainers.image.title="tiergate gpu-llm with vLLM and SGLang"
 
-COPY --from=uv /uv /usr/local/bin/uv
+# The uv that scripts/bootstrap.sh and deploy/images/*.Dockerfile install, from PyPI.
+ARG UV_VERSION=0.13.8
+RUN python3 -m pip install --no-cache-dir --disable-pip-version-check "uv==${UV_VERSION}"
 ENV UV_PYTHON_INSTALL_DIR=/opt/uv-python \
     UV_PYTHON_PREFERENCE=only-managed \
     UV_LINK_MODE=copy \
