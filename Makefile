@@ -32,6 +32,7 @@ lint: setup ## ruff lint and format check
 typecheck: setup ## mypy --strict over every package and the tests
 	$(VENV_BIN)/mypy
 	$(VENV_BIN)/mypy tests
+	$(VENV_BIN)/mypy deploy/images/cpu_llm_bake.py
 
 fmt: setup ## Format and auto-fix
 	$(VENV_BIN)/ruff format .
