@@ -8,8 +8,9 @@
 # Never built here (no Docker engine on the machine this was written on): linted only.
 # Build context: the repository root (compose.gpu.yaml sets it).
 
-# vllm/vllm-openai:v0.10.1.1 (sleep mode, AWQ); override with --build-arg VLLM_IMAGE=...
-ARG VLLM_IMAGE=vllm/vllm-openai@sha256:d731ee65c044ae0977421eed3d93f931d4b7d79614394184c939db35b8f28fc2
+# vllm/vllm-openai:v0.24.0 (the same image deploy/k8s serves Qwen with); override with
+# --build-arg VLLM_IMAGE=...
+ARG VLLM_IMAGE=vllm/vllm-openai@sha256:251eba5cc7c12fed0b75da22a9240e582b1c9e39f6fbc064f86781b963bd814f
 FROM ${VLLM_IMAGE}
 
 ARG SGLANG_VERSION=0.4.9.post6
