@@ -10,4 +10,6 @@ from __future__ import annotations
 
 import pytest
 
-pytest.register_assert_rewrite("tests.deploy.k8s_manifests", "tests.deploy.dockerfiles")
+pytest.register_assert_rewrite(
+    "tests.deploy.k8s_manifests", "tests.deploy.dockerfiles", "tests.deploy.observability_files"
+)

@@ -13,7 +13,6 @@ by, every dashboard query must return data, and every rule must be loaded and he
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import socket
 import subprocess
@@ -24,7 +23,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
@@ -34,6 +32,8 @@ import yaml
 from tiergate_testkit.redis_server import RedisServer
 from tiergate_testkit.services import ServiceProcess
 from tiergate_testkit.waiting import wait_until
+
+from . import observability_files as obs
 
 pytestmark = pytest.mark.e2e
 
@@ -48,22 +48,6 @@ three hundred tokens.
 """
 QUESTION = "How many requests may anonymous visitors send?"
 REQUESTS_PER_WINDOW = 6  # the anonymous tier's limit: the traffic below reaches it
-
-
-def _observability() -> ModuleType:
-    """test_observability.py (the lexer and the file readers), loaded by path: the tests use
-    --import-mode=importlib, so a test module is not importable by name."""
-    path = Path(__file__).with_name("test_observability.py")
-    spec = importlib.util.spec_from_file_location("tiergate_observability_checks", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-obs = _observability()
 
 
 def free_port() -> int:

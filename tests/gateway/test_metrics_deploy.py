@@ -181,6 +181,21 @@ async def test_every_configured_series_is_at_zero_before_any_traffic(
     assert series(text, "wake_duration_seconds_count", "backend") == {("gpu",): 0.0}
     assert series(text, *GROUNDED) == dict.fromkeys(itertools.product(TIERS, GROUNDING), 0.0)
     assert series(text, "rag_search_duration_seconds_count") == {(): 0.0}
+    # Every backend: its breaker closed, no upstream error of any kind, nothing shed; every
+    # tier: no refusal of any kind (existing from the start, the alerts' rate() sees the first).
+    backends = ("cpu", "gpu")
+    assert series(text, "breaker_state", "backend") == {(b,): 0.0 for b in backends}
+    kinds = ("connect", "timeout", "protocol", "status", "midstream")
+    assert series(text, "upstream_errors_total", "backend", "kind") == dict.fromkeys(
+        itertools.product(backends, kinds), 0.0
+    )
+    assert series(text, "shed_total", "backend", "reason") == dict.fromkeys(
+        itertools.product(backends, ("queue_full", "wait_timeout")), 0.0
+    )
+    refusals = ("requests", "tokens", "too_large", "concurrency")
+    assert series(text, "rate_limited_total", "tier", "limit") == dict.fromkeys(
+        itertools.product(TIERS, refusals), 0.0
+    )
 
 
 AGENT = {"authorization": f"Bearer {AGENT_KEY}"}

@@ -37,7 +37,7 @@ __all__ = ["create_app"]
 _STARTING = "The model engine is starting."
 
 
-def _engine_gauges(registry: CollectorRegistry, prefix: str, engine: Engine, what: str) -> None:
+def engine_gauges(registry: CollectorRegistry, prefix: str, engine: Engine, what: str) -> None:
     ready = Gauge(
         f"{prefix}_ready", f"1 while the {what} answers its health check.", registry=registry
     )
@@ -73,9 +73,9 @@ def create_app(settings: CpuLlmSettings) -> Litestar:
 
     registry = CollectorRegistry()
     http_metrics = HttpMetrics(registry, "tiergate_cpu_llm")
-    _engine_gauges(registry, "tiergate_cpu_llm_engine", chat, "engine")
+    engine_gauges(registry, "tiergate_cpu_llm_engine", chat, "engine")
     if embedder is not None:
-        _engine_gauges(registry, "tiergate_cpu_llm_embedding_engine", embedder, "embedding engine")
+        engine_gauges(registry, "tiergate_cpu_llm_embedding_engine", embedder, "embedding engine")
     proxy = ReverseProxy(None, "cpu-llm")
 
     @asynccontextmanager

@@ -294,7 +294,7 @@ def _prepare_metrics(
         for model in settings.models
         if model.endpoints & {"chat", "completions"}  # embeddings never stream
     ]
-    metrics.prepare(settings.tiers, streams, wake.backends)
+    metrics.prepare(settings.tiers, streams, wake.backends, settings.backends)
 
 
 def _auth_proxy(settings: GatewaySettings, client: httpx.AsyncClient) -> ReverseProxy:

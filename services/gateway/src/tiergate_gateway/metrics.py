@@ -10,11 +10,12 @@ before any traffic (the alert rules and the dashboard rely on it).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal
+from typing import Literal, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from tiergate_runtime.metrics import LATENCY_BUCKETS, HttpMetrics
+from tiergate_state.limits import Verdict
 
 __all__ = [
     "API_LABELS",
@@ -36,6 +37,10 @@ NAMESPACE = "tiergate_gateway"
 # connect: refused/unreachable · timeout: no bytes in time · protocol: broken answer ·
 # status: the upstream answered an error status · midstream: failed after the first byte.
 UpstreamErrorKind = Literal["connect", "timeout", "protocol", "status", "midstream"]
+# What a limit refused a request for (the limiter's verdicts but "ok"): `rate_limited` labels.
+REFUSALS = tuple(verdict for verdict in get_args(Verdict) if verdict != "ok")
+# queue_full: max_queue requests already wait · wait_timeout: none was free in max_queue_wait_s.
+ShedReason = Literal["queue_full", "wait_timeout"]
 _TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 # A GPU wake: seconds (a sleeping engine) to minutes (a cold platform pulling weights).
 _WAKE_BUCKETS = (1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0)
@@ -267,28 +272,43 @@ class GatewayMetrics:
         tiers: Iterable[str],
         streams: Iterable[tuple[str, str]],
         wakes: Iterable[str],
+        backends: Iterable[str] = (),
     ) -> None:
         """Create every configured label combination at 0 (once, at start).
 
         `tiers`: the configured tiers; `streams`: (public model, backend) of the models that
-        can stream (TTFT); `wakes`: the backends with wake settings.
+        can stream (TTFT); `wakes`: the backends with wake settings; `backends`: every backend
+        (breaker closed, no upstream error, nothing shed yet). Series that exist from the start
+        let `rate()` and the alerts see the first event, and a dashboard show a 0, not nothing.
         """
         self._tiers = frozenset(tiers)
         for api in API_LABELS:
             for tier in (*sorted(self._tiers), NO_TIER):
                 for outcome in API_OUTCOMES:
                     self.api_requests.labels(api, tier, outcome)
+        streams = list(streams)
         for tier in self._tiers:
-            for decision in DECISIONS:
-                self.route_decisions.labels(tier, decision)
-            for status in GROUNDING_STATUSES:
-                self.grounding.labels(tier, status)
-            for model, backend in streams:
-                self.ttft.labels(model, backend, tier)
+            self._prepare_tier(tier, streams)
+        for backend in backends:
+            self.breaker_state.labels(backend).set(0)
+            for kind in get_args(UpstreamErrorKind):
+                self.upstream_errors.labels(backend, kind)
+            for reason in get_args(ShedReason):
+                self.shed.labels(backend, reason)
         for backend in wakes:
             self.wake_duration.labels(backend)
             for wake in WAKE_OUTCOMES:
                 self.wakes.labels(backend, wake)
+
+    def _prepare_tier(self, tier: str, streams: list[tuple[str, str]]) -> None:
+        for decision in DECISIONS:
+            self.route_decisions.labels(tier, decision)
+        for status in GROUNDING_STATUSES:
+            self.grounding.labels(tier, status)
+        for limit in REFUSALS:
+            self.rate_limited.labels(tier, limit)
+        for model, backend in streams:
+            self.ttft.labels(model, backend, tier)
 
     def api_request(self, api: ApiLabel, tier: str | None, outcome: ApiOutcome) -> None:
         """Count one finished API request (a tier not configured here counts as `none`)."""

@@ -28,13 +28,12 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Literal
 
 import httpx
 import msgspec
 import structlog
 
-from tiergate_gateway.metrics import GatewayMetrics
+from tiergate_gateway.metrics import GatewayMetrics, ShedReason
 from tiergate_gateway.settings import BackendSettings
 from tiergate_runtime.errors import ServiceUnavailable
 
@@ -49,7 +48,6 @@ __all__ = [
 
 _log = structlog.get_logger("tiergate.gateway.admission")
 
-ShedReason = Literal["queue_full", "wait_timeout"]
 DEFAULT_LLAMACPP_SLOTS = 4
 QUEUE_PER_SLOT = 4
 """`max_queue` unset: this many waiting calls per slot."""
