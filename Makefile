@@ -6,7 +6,7 @@ export UV_PYTHON_DOWNLOADS := never
 BOOTSTRAP = scripts/bootstrap.sh
 VENV_BIN = .venv/bin
 
-.PHONY: help setup run test test-fast lint typecheck fmt schemas check-schemas settings-doc
+.PHONY: help setup run test test-fast lint typecheck fmt schemas check-schemas settings-doc k8s-rules
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -32,7 +32,7 @@ lint: setup ## ruff lint and format check
 typecheck: setup ## mypy --strict over every package and the tests
 	$(VENV_BIN)/mypy
 	$(VENV_BIN)/mypy tests
-	$(VENV_BIN)/mypy deploy/images/cpu_llm_bake.py
+	$(VENV_BIN)/mypy deploy/images/cpu_llm_bake.py deploy/observability/prometheusrule.py
 
 fmt: setup ## Format and auto-fix
 	$(VENV_BIN)/ruff format .
@@ -43,6 +43,9 @@ schemas: setup ## Regenerate the committed JSON Schemas from the proto Structs
 
 check-schemas: setup ## Fail if the committed JSON Schemas are stale
 	$(VENV_BIN)/python -m tiergate_proto.schemas --check
+
+k8s-rules: setup ## Regenerate deploy/k8s/base/prometheusrules.yaml from deploy/observability/rules
+	$(VENV_BIN)/python deploy/observability/prometheusrule.py
 
 settings-doc: setup ## Regenerate docs/settings.md from the settings Structs and their docstrings
 	$(VENV_BIN)/python -m tiergate_runtime.settings_doc

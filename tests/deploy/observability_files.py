@@ -27,7 +27,7 @@ RECORDING = RULES / "tiergate-recording.yml"
 DASHBOARD = OBS / "grafana" / "dashboards" / "tiergate.json"
 README = OBS / "README.md"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
-# Grafana's interval variables, replaced by a duration before a query is lexed or run.
+# Grafana's interval variables, replaced by a duration before a query is parsed or run.
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h"}
 TARGET_LABELS = frozenset({"job", "instance"})
 
