@@ -14,9 +14,7 @@ by, every dashboard query must return data, and every rule must be loaded and he
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +27,8 @@ import httpx
 import pytest
 import yaml
 
+from tiergate_testkit.gpu_box import fake_engine_table
+from tiergate_testkit.ports import free_port
 from tiergate_testkit.redis_server import RedisServer
 from tiergate_testkit.services import ServiceProcess
 from tiergate_testkit.waiting import wait_until
@@ -50,12 +50,6 @@ QUESTION = "How many requests may anonymous visitors send?"
 REQUESTS_PER_WINDOW = 6  # the anonymous tier's limit: the traffic below reaches it
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class Mesh:
     gateway: ServiceProcess
@@ -72,17 +66,6 @@ class Mesh:
         }
         url = f"{self.gateway.base_url}/v1/chat/completions"
         return httpx.post(url, json=body, timeout=60)
-
-
-def fake_engine(model: str, port: int) -> str:
-    command = [
-        sys.executable, "-m", "tiergate_testkit.fake_engine", "--model", model,
-        "--port", str(port), "--load-time", "1",
-    ]  # fmt: skip
-    return (
-        f"command = {json.dumps(command)}\nport = {port}\nmodels = ['{model}']\n"
-        "ready_timeout_s = 30\nstop_grace_s = 3\n"
-    )
 
 
 def gateway_env(redis: str, auth: str, rag: str, cpu: str, gpu: str) -> dict[str, str]:
@@ -124,7 +107,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     gpu_config = work / "gpu.toml"
     gpu_config.write_text(
         f"admin_token = '{ADMIN}'\n[policy]\nmin_dwell_s = 0.5\n"
-        f"[engines.qwen]\n{fake_engine('qwen-14b', free_port())}"
+        f"[engines.qwen]\n{fake_engine_table('qwen-14b', free_port())}"
     )
     with RedisServer() as redis, ExitStack() as stack:
         services = {

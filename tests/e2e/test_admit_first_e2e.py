@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from tiergate_testkit.ports import free_port
 from tiergate_testkit.redis_server import RedisServer
 from tiergate_testkit.services import ServiceProcess
 from tiergate_testkit.waiting import wait_until
@@ -28,12 +28,6 @@ from tiergate_testkit.waiting import wait_until
 pytestmark = pytest.mark.e2e
 
 SMALL = "tiergate-small"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def fake_engine(stack: ExitStack, model: str, *flags: str) -> str:

@@ -7,9 +7,6 @@ time: vLLM and SGLang need a GPU); the gateway runs in this test's loop with a f
 from __future__ import annotations
 
 import asyncio
-import json
-import socket
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -30,6 +27,8 @@ from tiergate_gateway.settings import (
 from tiergate_state.store import StoreSettings
 from tiergate_testkit.asgi import serve_in_loop
 from tiergate_testkit.fake_engine import FakeEngine
+from tiergate_testkit.gpu_box import fake_engine_table
+from tiergate_testkit.ports import free_port
 from tiergate_testkit.redis_server import RedisServer
 from tiergate_testkit.services import ServiceProcess
 
@@ -38,23 +37,6 @@ ALIAS = "tiergate-small"
 pytestmark = pytest.mark.e2e
 
 ADMIN = "gpu-box-admin-token-0123456789abcdefgh"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def engine(model: str, port: int) -> str:
-    command = [
-        sys.executable, "-m", "tiergate_testkit.fake_engine", "--model", model,
-        "--port", str(port), "--load-time", "1",
-    ]  # fmt: skip
-    return (
-        f"command = {json.dumps(command)}\nport = {port}\nmodels = ['{model}']\n"
-        "ready_timeout_s = 30\nstop_grace_s = 3\n"
-    )
 
 
 @pytest.fixture
@@ -80,8 +62,8 @@ def gpu_box(
     config: Path = tmp_path_factory.mktemp("gpu") / "gpu.toml"
     config.write_text(
         f"admin_token = '{ADMIN}'\n[policy]\nmin_dwell_s = 0.5\n"
-        f"[engines.qwen]\n{engine('qwen-14b', free_port())}"
-        f"[engines.mistral]\n{engine('mistral-24b', free_port())}"
+        f"[engines.qwen]\n{fake_engine_table('qwen-14b', free_port())}"
+        f"[engines.mistral]\n{fake_engine_table('mistral-24b', free_port())}"
     )
     # The box publishes its state in Redis, where the gateway reads it.
     env = {"TIERGATE_GPU_LLM_CONFIG": str(config), "TIERGATE_GPU_LLM_STORE__URL": redis_server.url}

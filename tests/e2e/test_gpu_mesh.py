@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from tiergate_auth.sink import MailSink
+from tiergate_testkit.ports import free_port
 from tiergate_testkit.redis_server import RedisServer
 from tiergate_testkit.services import ServiceProcess
 from tiergate_testkit.waiting import wait_until
@@ -30,12 +31,6 @@ pytestmark = pytest.mark.e2e
 
 SMALL = "tiergate-small"
 PEPPER = "e2e-gpu-pepper-0123456789abcdefghijkl"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -32,6 +31,7 @@ from tiergate_gpu_llm.settings import (
 )
 from tiergate_gpu_llm.supervisor import Supervisor
 from tiergate_testkit.asgi import serve_in_loop
+from tiergate_testkit.ports import free_port
 from tiergate_testkit.services import ServiceProcess
 from tiergate_testkit.waiting import wait_until
 
@@ -44,12 +44,6 @@ async def eventually(predicate: Callable[[], bool], timeout_s: float) -> None:
     while not predicate():
         assert asyncio.get_running_loop().time() < deadline, "condition never became true"
         await asyncio.sleep(0.05)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def fake_engine(

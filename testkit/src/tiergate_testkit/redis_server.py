@@ -17,6 +17,8 @@ from types import TracebackType
 
 __all__ = ["RedisServer", "redis_answers", "redis_server_binary"]
 
+from tiergate_testkit.ports import free_port
+
 
 def redis_server_binary() -> str:
     """The path of `redis-server`; RuntimeError naming how to install it if missing."""
@@ -26,12 +28,6 @@ def redis_server_binary() -> str:
     if path is None:
         raise RuntimeError("redis-server is not installed (Debian: apt-get install redis-server)")
     return path
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def redis_answers(port: int) -> bool:
@@ -48,7 +44,7 @@ class RedisServer:
     """One redis-server process; use as a context manager."""
 
     def __init__(self, port: int | None = None) -> None:
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self._dir = Path(tempfile.mkdtemp(prefix="tg-redis-"))
         self.proc: subprocess.Popen[bytes] | None = None
 
