@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -303,7 +302,11 @@ def test_environment_loads_with_the_services_settings(combo: str, service: str) 
     settings = _load(image, svc.get("environment", {}))
     if image != "gpu-llm-engines":  # the images set host 0.0.0.0; the URLs point at services
         assert not re.search(r"127\.0\.0\.1|localhost", str(svc.get("environment", {})))
-    assert settings.server.metrics_port is None  # /metrics on the service port (scraped below)
+    if service == "gateway":  # the published port: /metrics only on an internal one
+        assert settings.server.metrics_port is not None
+        assert settings.server.metrics_port != settings.server.port
+    else:  # not published: /metrics on the service port (scraped below)
+        assert settings.server.metrics_port is None
 
 
 @pytest.mark.parametrize("service", ["gateway", "auth", "rag", "cpu-llm", "gpu-llm"])
@@ -459,8 +462,9 @@ def test_prometheus_scrapes_every_service_with_metrics() -> None:
     for name, (image, svc) in tiergate_services(merged("all")).items():
         if name == "mail-sink":
             continue
-        config = tomllib.loads((ROOT / "config" / f"{SETTINGS[image][2]}.toml").read_text())
-        assert svc["labels"]["io.tiergate.metrics-port"] == str(config["server"]["port"]), name
+        server = _load(image, svc.get("environment", {})).server
+        port = server.metrics_port if server.metrics_port is not None else server.port
+        assert svc["labels"]["io.tiergate.metrics-port"] == str(port), name
 
 
 @pytest.mark.parametrize("backend", ["none", "otlp"])
