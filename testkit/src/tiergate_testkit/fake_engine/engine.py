@@ -24,27 +24,34 @@ from tiergate_testkit.fake_engine.text import TextRequest, answer_text
 __all__ = ["FakeEngine"]
 
 _JSON = ("Content-Type", "application/json")
-_ROUTES: dict[str, str] = {
-    "/health": "GET",
-    "/v1/models": "GET",
-    "/v1/chat/completions": "POST",
-    "/v1/completions": "POST",
-    "/v1/embeddings": "POST",
-    # vLLM's sleep mode (--enable-sleep-mode) and SGLang's memory release, as GPU engines
-    # offer them: the engine stays up but gives its GPU memory back.
-    "/sleep": "POST",
-    "/wake_up": "POST",
-    "/is_sleeping": "GET",
-    "/release_memory_occupation": "POST",
-    "/resume_memory_occupation": "POST",
-    "/_fake/requests": "GET",
-    "/_fake/reset": "POST",
-    "/_fake/health": "POST",
-    "/_fake/wake": "POST",
-    "/_fake/stats": "GET",
+_GET, _POST, _EITHER = frozenset({"GET"}), frozenset({"POST"}), frozenset({"GET", "POST"})
+_ROUTES: dict[str, frozenset[str]] = {
+    "/health": _GET,
+    "/v1/models": _GET,
+    "/v1/chat/completions": _POST,
+    "/v1/completions": _POST,
+    "/v1/embeddings": _POST,
+    # vLLM's sleep mode (--enable-sleep-mode): POST /sleep?level=1|2, POST /wake_up,
+    # GET /is_sleeping; the engine stays up but gives its GPU memory back.
+    "/sleep": _POST,
+    "/wake_up": _POST,
+    "/is_sleeping": _GET,
+    # SGLang's memory release (--enable-memory-saver), as its http_server.py serves it: GET
+    # or POST, an optional JSON body `{"tags": [...]}` (weights, kv_cache, cuda_graph; none:
+    # all), answered 200 with `null`; `/health_generate` (a generation-backed health check)
+    # and `/flush_cache`.
+    "/release_memory_occupation": _EITHER,
+    "/resume_memory_occupation": _EITHER,
+    "/health_generate": _GET,
+    "/flush_cache": _EITHER,
+    "/_fake/requests": _GET,
+    "/_fake/reset": _POST,
+    "/_fake/health": _POST,
+    "/_fake/wake": _POST,
+    "/_fake/stats": _GET,
     # llama.cpp's server properties and slot monitor: answered only with `slots` set.
-    "/props": "GET",
-    "/slots": "GET",
+    "/props": _GET,
+    "/slots": _GET,
 }
 _REQUESTS: dict[str, type[ChatRequest | TextRequest | EmbeddingRequest]] = {
     "/v1/chat/completions": ChatRequest,
@@ -53,6 +60,24 @@ _REQUESTS: dict[str, type[ChatRequest | TextRequest | EmbeddingRequest]] = {
 }
 _SLEEP_PATHS = {"/sleep": True, "/release_memory_occupation": True}
 _WAKE_PATHS = {"/wake_up": False, "/resume_memory_occupation": False}
+_SGLANG_PATHS = {"/release_memory_occupation", "/resume_memory_occupation"}
+_SGLANG_TAGS = frozenset({"weights", "kv_cache", "cuda_graph"})
+_CONTROL_PATHS = {*_SLEEP_PATHS, *_WAKE_PATHS, "/is_sleeping", "/health", "/health_generate"}
+
+
+def _sglang_tags_problem(body: bytes) -> str | None:
+    """Why a memory release/resume body is refused (None: accepted), as SGLang validates it."""
+    if not body.strip():
+        return None
+    parsed = _parse_json(body)
+    if not isinstance(parsed, dict):
+        return "the body must be a JSON object"
+    tags = parsed.get("tags")
+    if tags is None:
+        return None
+    if not isinstance(tags, list) or not set(tags) <= _SGLANG_TAGS:
+        return f"tags must be a list of {sorted(_SGLANG_TAGS)}"
+    return None
 
 
 class FakeEngine:
@@ -166,7 +191,9 @@ class FakeEngine:
         await self.stop()
 
     async def _handle(self, exchange: Exchange) -> None:
-        if exchange.path.startswith("/_fake/") and _ROUTES.get(exchange.path) == exchange.method:
+        if exchange.path.startswith("/_fake/") and exchange.method in _ROUTES.get(
+            exchange.path, ()
+        ):
             await self._introspect(exchange)
             return
         record = self._recorder.open(
@@ -191,10 +218,12 @@ class FakeEngine:
         allowed = _ROUTES.get(path)
         if allowed is None:
             return await _error(exchange, record, 404, f"no route for {path}")
-        if method != allowed:
+        if method not in allowed:
             return await _error(exchange, record, 405, f"{method} not allowed on {path}")
-        if path in _SLEEP_PATHS or path in _WAKE_PATHS or path in {"/is_sleeping", "/health"}:
+        if path in _CONTROL_PATHS:
             return await self._control(exchange, record)
+        if path == "/flush_cache":
+            return await _ok(exchange, record, b"")
         if self.asleep or not self._ready():
             return await _error(exchange, record, 503, "the engine is asleep or loading")
         return await self._api(exchange, record)
@@ -269,10 +298,16 @@ class FakeEngine:
         return await _ok(exchange, record, msgspec.json.encode(listed))
 
     async def _control(self, exchange: Exchange, record: RecordedRequest) -> Outcome:
-        if exchange.path == "/health":
-            if not self._ready():
+        if exchange.path in {"/health", "/health_generate"}:
+            if not self._ready() or (exchange.path == "/health_generate" and self.asleep):
                 return await _error(exchange, record, 503, "loading")
             return await _ok(exchange, record, b'{"status":"ok"}')
+        if exchange.path in _SGLANG_PATHS:
+            problem = _sglang_tags_problem(exchange.body)
+            if problem is not None:
+                return await _error(exchange, record, 400, problem)
+            self.asleep = exchange.path in _SLEEP_PATHS
+            return await _ok(exchange, record, b"null")
         if exchange.path == "/is_sleeping":
             body = b'{"is_sleeping":true}' if self.asleep else b'{"is_sleeping":false}'
             return await _ok(exchange, record, body)
