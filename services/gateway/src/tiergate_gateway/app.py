@@ -21,6 +21,7 @@ from tiergate_gateway.endpoints.base import Endpoint
 from tiergate_gateway.endpoints.chat import ChatEndpoint
 from tiergate_gateway.endpoints.completions import CompletionsEndpoint, EmbeddingsEndpoint
 from tiergate_gateway.endpoints.responses import ResponsesEndpoint
+from tiergate_gateway.endpoints.status import StatusPage, status_route
 from tiergate_gateway.gate import Gate
 from tiergate_gateway.grounding import Grounder
 from tiergate_gateway.identity.directory import (
@@ -82,7 +83,7 @@ def create_app(
     catalog = Catalog(settings)
     injected = transports or {}
     upstreams = {
-        name: Upstream(name, b, metrics, transport=injected.get(name))
+        name: Upstream(name, b, metrics, transport=injected.get(name), models=settings.models)
         for name, b in settings.backends.items()
     }
     store = connect(settings.store)
@@ -135,11 +136,15 @@ def create_app(
             else None
         ),
         retries=settings.resilience.retries,
+        keepalive_s=settings.hold_keepalive_s,
     )
     pipeline = Pipeline(
         catalog, gate, router, act, max_body_bytes=settings.max_body_bytes, tracer=tracer
     )
     prober = BackendProber(settings)
+    status_page = StatusPage(
+        settings, wake, act.breakers, lambda backend: prober.healthy.get(backend, True)
+    )
     auth_proxy = _auth_proxy(settings, auth_client)
 
     @asynccontextmanager
@@ -181,6 +186,7 @@ def create_app(
             *endpoints,
             *_public_routes(settings, catalog, gate, auth_proxy),
             *_stored_responses(gate, responses),
+            status_route(status_page, settings.status_cache_s),
         ],
         registry=registry,
         http_metrics=metrics.http,

@@ -31,6 +31,7 @@ __all__ = [
     "LimitSettings",
     "ModelAlias",
     "TierPolicy",
+    "Turns",
     "load",
     "validate",
 ]
@@ -44,6 +45,9 @@ ModelId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0
 EngineModelId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 EngineKind = Literal["llamacpp", "vllm", "sglang", "openai"]
 ApiName = Literal["chat", "completions", "embeddings"]
+# What a model's chat template accepts of the conversation (upstream/dialects.py).
+Turns = Literal["as_sent", "alternating", "alternating_no_system"]
+FieldName = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 
 def _url_problem(url: str) -> str | None:
@@ -148,6 +152,17 @@ class BackendSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     max_queue_wait_s: Seconds = 30.0
     """Longest wait for a slot, then the same 503: an accepted request's time to first byte
     is bounded by this, not by `read_timeout_s`."""
+    # Engine dialects (issue 14; upstream/dialects.py).
+    developer_role: Literal["keep", "system"] | None = None
+    """`system`: `developer` messages are sent as `system` (open models' chat templates know
+    no `developer` role; Qwen2.5's drops such a message silently). `keep`: sent as they are
+    (a template that knows the role, e.g. gpt-oss). Unset: `system` for `llamacpp`, `vllm`
+    and `sglang`, `keep` for `openai`."""
+    drop_fields: frozenset[FieldName] = frozenset()
+    """Top-level request fields never forwarded to this backend (an engine that rejects
+    them), logged at debug level. `model`, `messages`, `prompt` and `input` cannot be
+    dropped. Added to the kind's own list (a `llamacpp` backend drops `best_of`, `echo` and
+    `suffix` of legacy completions when they hold their neutral value)."""
 
 
 class ModelAlias(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -177,6 +192,13 @@ class ModelAlias(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     """The APIs it serves: `chat` (also `/v1/responses`, translated to chat), `completions`
     (legacy text completions), `embeddings`. A request to another is a 400; `/v1/models`
     lists them as the model's `capabilities`."""
+    turns: Turns = "as_sent"
+    """What the model's chat template accepts (issue 14). `as_sent`: anything. `alternating`
+    (Mistral-family templates, which answer anything else with a 400): consecutive user or
+    assistant turns are merged (text joined by a blank line, content parts concatenated;
+    never across a tool call) and every system/developer message becomes one system message
+    at the start. `alternating_no_system`: the same, for a template without a system role:
+    that text opens the first user turn."""
 
 
 class TierPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -343,6 +365,12 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     models: list[ModelAlias] = msgspec.field(default_factory=_default_models)
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024, le=256 * 1024 * 1024)] = 8 * 1024 * 1024
     health_probe_interval_s: Seconds = 5.0
+    hold_keepalive_s: Annotated[float, msgspec.Meta(ge=0, le=300)] = 10.0
+    """A stream held for a waking model (`when_cold = "hold"`) gets an SSE comment
+    (`: waking`) this often, so proxies in front do not time the silent connection out; its
+    response head goes out with the first one. 0: none (the head waits for the answer)."""
+    status_cache_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 1.0
+    """`GET /v1/status` is computed at most once per this many seconds (per process)."""
     tracing: TracingSettings = msgspec.field(default_factory=TracingSettings)
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
     auth: AuthLink = msgspec.field(default_factory=AuthLink)
@@ -405,7 +433,29 @@ def _check_models(settings: GatewaySettings) -> set[str]:
         if not model.endpoints:
             raise SettingsError(f"invalid setting models[{index}].endpoints: name at least one")
         seen.add(model.id)
+    _check_dialects(settings)
     return seen
+
+
+_UNDROPPABLE = frozenset({"model", "messages", "prompt", "input"})
+
+
+def _check_dialects(settings: GatewaySettings) -> None:
+    for name, backend in settings.backends.items():
+        kept = sorted(_UNDROPPABLE & backend.drop_fields)
+        if kept:
+            raise SettingsError(
+                f"invalid setting backends.{name}.drop_fields: {kept[0]!r} cannot be dropped"
+            )
+    # The template belongs to the engine model: aliases of one model must agree on it.
+    turns: dict[tuple[str, str], str] = {}
+    for index, model in enumerate(settings.models):
+        other = turns.setdefault((model.backend, model.engine_model), model.turns)
+        if other != model.turns:
+            raise SettingsError(
+                f"invalid setting models[{index}].turns: {model.turns!r}, but another alias "
+                f"of {model.engine_model!r} on backend {model.backend!r} says {other!r}"
+            )
 
 
 def validate(settings: GatewaySettings) -> GatewaySettings:

@@ -13,13 +13,21 @@ Metrics count the wakes this process sent (the replica that took the lock), one 
 `ready` (with the time from its first wake call to ready), `timeout` (a wake call went
 through, not ready within `ready_timeout_s`) or `failed` (no wake call went through by then).
 A replica that only watched another's wake, or found the backend ready, counts nothing.
+
+For `GET /v1/status`, each process also keeps what it saw (`view`): whether a wake is under
+way and since when (this process's first demand), how long its last few wakes took (first
+demand → ready, median of the last `_MEASURED`; a replica that joined a wake late measures
+less) and whether the last one timed out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import statistics
 import time
+from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -31,13 +39,28 @@ from redis.exceptions import RedisError
 from tiergate_gateway.metrics import GatewayMetrics
 from tiergate_gateway.settings import BackendSettings, WakeSettings
 
-__all__ = ["WakeCoordinator"]
+__all__ = ["WakeCoordinator", "WakeView"]
+
+_MEASURED = 5
 
 _log = structlog.get_logger("tiergate.gateway.wake")
 
 
 class _ModelIds(msgspec.Struct):
     data: list[dict[str, object]] = []
+
+
+@dataclass(frozen=True, slots=True)
+class WakeView:
+    """What this process knows of one sleeping backend's wakes (`WakeCoordinator.view`)."""
+
+    ready: bool
+    waking_since: float | None
+    """`time.monotonic()` when the wake under way began here; None: no wake under way."""
+    wake_s: float | None
+    """Median of the last measured wake times (first demand → ready); None: never measured."""
+    failed: bool
+    """The last wake ended without the backend ready (timed out)."""
 
 
 class _Backend:
@@ -51,6 +74,9 @@ class _Backend:
         self.ready = False
         self.task: asyncio.Task[None] | None = None
         self.ready_event = asyncio.Event()
+        self.waking_since: float | None = None
+        self.durations: deque[float] = deque(maxlen=_MEASURED)
+        self.failed = False
 
 
 class WakeCoordinator:
@@ -93,6 +119,14 @@ class WakeCoordinator:
         state = self._backends.get(backend)
         return state is None or state.ready
 
+    def view(self, backend: str) -> WakeView | None:
+        """Its wakes as this process saw them; None for a backend that never sleeps."""
+        state = self._backends.get(backend)
+        if state is None:
+            return None
+        measured = statistics.median(state.durations) if state.durations else None
+        return WakeView(state.ready, state.waking_since, measured, state.failed)
+
     def mark_cold(self, backend: str) -> None:
         """A call to `backend` failed as if it were down: wake it again before trusting it."""
         state = self._backends.get(backend)
@@ -106,7 +140,7 @@ class WakeCoordinator:
         state = self._backends[backend]
         if state.ready or (state.task is not None and not state.task.done()):
             return
-        state.task = asyncio.create_task(self._wake_and_watch(state), name=f"wake-{backend}")
+        state.task = asyncio.create_task(self._watched(state), name=f"wake-{backend}")
 
     async def wait_ready(self, backend: str, timeout_s: float) -> bool:
         """Wake `backend` and wait up to `timeout_s` for it; whether it is ready."""
@@ -124,11 +158,19 @@ class WakeCoordinator:
                 with contextlib.suppress(asyncio.CancelledError):
                     await state.task
 
-    async def _wake_and_watch(self, state: _Backend) -> None:
+    async def _watched(self, state: _Backend) -> None:
+        """`_wake_and_watch`, with the wake's start and end noted for `view`."""
+        started = state.waking_since = time.monotonic()
+        try:
+            await self._wake_and_watch(state, started)
+        finally:
+            state.waking_since = None
+
+    async def _wake_and_watch(self, state: _Backend, started: float) -> None:
         settings = state.settings
         deadline = time.monotonic() + settings.ready_timeout_s
         if await self._probe(state):
-            self._set_ready(state)
+            self._set_ready(state)  # it was awake: not a wake, nothing measured
             return
         next_wake = 0.0
         called_at: float | None = None  # this process's first wake call
@@ -142,9 +184,11 @@ class WakeCoordinator:
             await asyncio.sleep(settings.probe_interval_s)
             if await self._probe(state):
                 self._set_ready(state)
+                state.durations.append(time.monotonic() - started)
                 if called_at is not None and self._metrics is not None:
                     self._metrics.wake_ended(state.name, "ready", time.monotonic() - called_at)
                 return
+        state.failed = True
         _log.warning("gpu_wake_timed_out", backend=state.name, seconds=settings.ready_timeout_s)
         if called_at is not None and self._metrics is not None:
             self._metrics.wake_ended(state.name, "timeout" if went_through else "failed", None)
@@ -152,6 +196,7 @@ class WakeCoordinator:
     def _set_ready(self, state: _Backend) -> None:
         _log.info("gpu_backend_ready", backend=state.name)
         state.ready = True
+        state.failed = False
         state.ready_event.set()
 
     async def _take_lock(self, state: _Backend) -> bool:

@@ -3,7 +3,13 @@
 This is the only stage with side effects on other services (issue 11). In order:
 1. `decision.wake`: the backend is woken (single-flight, one wake for all replicas).
 2. `decision.hold_s`: wait that long for it (the request's concurrency lease is held: it was
-   admitted before); still asleep → 503 `model_waking` with Retry-After.
+   admitted before); still asleep → 503 `model_waking` with Retry-After. A held *stream* gets
+   `: waking` comments meanwhile, its head sent with the first (`pipeline/hold.py`); it is
+   grounded before the hold, so that the grounding headers are in that head. After an early
+   head every failure — the wake timing out, each attempt failing before its first byte —
+   ends the stream with the endpoint's error event (chat: the error envelope and `[DONE]`;
+   Responses: `response.failed`); fallbacks and retries before the first answer byte work
+   as before, the client leaving ends the wait at once.
 3. Grounding (tiers with `grounding`, chat-shaped requests): one rag search, whose message
    goes into the upstream body.
 4. The attempts, in the decision's order. Each takes a breaker permit for its backend (the
@@ -18,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 
-from litestar.types import HTTPResponseStartEvent, Send
+from litestar.types import Send
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from tiergate_gateway.breaker import BreakerPermit, Breakers
@@ -27,6 +33,7 @@ from tiergate_gateway.grounding import Grounder
 from tiergate_gateway.metrics import GatewayMetrics
 from tiergate_gateway.pipeline.body import upstream_body
 from tiergate_gateway.pipeline.exchange import EndpointSpec, Exchange
+from tiergate_gateway.pipeline.hold import StreamHead, hold_stream, sse_start
 from tiergate_gateway.routing.decide import WAKING_RETRY_AFTER_S, Decision
 from tiergate_gateway.upstream.admission import Admission, BackendOverloaded, BackendQueue
 from tiergate_gateway.upstream.call import UpstreamCall
@@ -38,17 +45,7 @@ from tiergate_runtime.upstream import ClientGone, unless_client_leaves
 
 __all__ = ["Act", "send_client_gone"]
 
-_SSE_HEADERS = (
-    (b"content-type", b"text/event-stream"),
-    (b"cache-control", b"no-cache"),
-    (b"x-accel-buffering", b"no"),  # tells nginx in front not to buffer the stream
-)
 _RETRY_STATUSES = frozenset({502, 503})
-
-
-def _sse_start() -> HTTPResponseStartEvent:
-    # A new message every time: the edge hook adds this response's own headers to it.
-    return {"type": "http.response.start", "status": 200, "headers": list(_SSE_HEADERS)}
 
 
 def _fallback_worthy(exc: ApiError) -> bool:
@@ -78,7 +75,9 @@ class Act:
         shedding: Admission | None,
         grounder: Grounder | None,
         retries: int,
+        keepalive_s: float = 0.0,
     ) -> None:
+        """`keepalive_s`: a held stream's `: waking` interval (0: none, the head waits)."""
         self.upstreams = upstreams
         self.metrics = metrics
         self.wake = wake
@@ -86,6 +85,7 @@ class Act:
         self.shedding = shedding
         self.grounder = grounder
         self.retries = retries
+        self.keepalive_s = keepalive_s
 
     async def run(
         self, exchange: Exchange, endpoint: EndpointSpec, decision: Decision, send: Send
@@ -97,6 +97,16 @@ class Act:
             self.wake.wake(waking.backend)
             if not decision.attempts:
                 raise _waking(waking, decision.retry_after_s)
+            if (
+                decision.hold_s > 0
+                and exchange.parsed.stream
+                and self.keepalive_s > 0
+                and not self.wake.ready(waking.backend)
+            ):
+                if self._grounds(exchange):
+                    await self._ground(exchange)
+                await self._held(exchange, endpoint, decision, waking, StreamHead(send))
+                return
             if decision.hold_s > 0:
                 ready = await unless_client_leaves(
                     request, self.wake.wait_ready(waking.backend, decision.hold_s)
@@ -105,20 +115,64 @@ class Act:
                     raise _waking(waking, WAKING_RETRY_AFTER_S)
         if decision.upgrade:
             exchange.record.add_header("x-tiergate-upgrade", "waking")
-        if exchange.policy.grounding and self.grounder is not None and exchange.parsed.chat:
-            grounding = await self.grounder.ground(
-                exchange.parsed.raw, exchange.policy.grounding_tokens
-            )
-            exchange.grounding = grounding
-            self.metrics.grounded(exchange.principal.tier, grounding.reason)
-            exchange.prompt_estimate += self.grounder.added_tokens(grounding)
-            exchange.record.add_header("x-tiergate-grounding", grounding.status)
-            if grounding.relevance is not None:
-                exchange.span.set(grounding_relevance=grounding.relevance)
-            if grounding.sources:
-                ids = ", ".join(hit.id for hit in grounding.sources)
-                exchange.record.add_header("x-tiergate-sources", ids)
+        if self._grounds(exchange):  # checked here: no coroutine when not (issue 3)
+            await self._ground(exchange)
         await self._serve(exchange, endpoint, decision, send)
+
+    def _grounds(self, exchange: Exchange) -> bool:
+        """The tier has grounding and the request is chat-shaped."""
+        return exchange.policy.grounding and self.grounder is not None and exchange.parsed.chat
+
+    async def _ground(self, exchange: Exchange) -> None:
+        """One rag search; its message goes into the upstream body, its verdict in headers."""
+        grounder = self.grounder
+        assert grounder is not None
+        grounding = await grounder.ground(exchange.parsed.raw, exchange.policy.grounding_tokens)
+        exchange.grounding = grounding
+        self.metrics.grounded(exchange.principal.tier, grounding.reason)
+        exchange.prompt_estimate += grounder.added_tokens(grounding)
+        exchange.record.add_header("x-tiergate-grounding", grounding.status)
+        if grounding.relevance is not None:
+            exchange.span.set(grounding_relevance=grounding.relevance)
+        if grounding.sources:
+            ids = ", ".join(hit.id for hit in grounding.sources)
+            exchange.record.add_header("x-tiergate-sources", ids)
+
+    async def _held(
+        self,
+        exchange: Exchange,
+        endpoint: EndpointSpec,
+        decision: Decision,
+        waking: Route,
+        head: StreamHead,
+    ) -> None:
+        """A stream held for `waking` with keep-alives, then served (module docstring, 2)."""
+        record = exchange.record
+        label(exchange, decision.attempts[0])  # its headers go out with an early head
+        try:
+            ready = await hold_stream(
+                exchange.request,
+                self.wake,
+                waking.backend,
+                hold_s=decision.hold_s,
+                interval_s=self.keepalive_s,
+                head=head,
+            )
+            if not ready:
+                raise _waking(waking, WAKING_RETRY_AFTER_S)
+            await self._serve(exchange, endpoint, decision, head)
+        except ApiError as exc:
+            if not head.started:
+                raise  # nothing went out: the usual error response
+            # The client has a 200 already: the failure is the stream's last event.
+            record.outcome = "upstream_error" if exc.status >= 500 else "upstream_rejected"
+            relay = endpoint.relay(exchange, record.model or waking.alias, frozenset())
+            await head.end(relay.error(exc.message, exc.code or "upstream_error"))
+        except ClientGone:
+            if not head.started:
+                raise
+            record.outcome = "client_disconnected"
+            await head.end()  # nobody reads it; the edge finishes the record
 
     async def _serve(
         self, exchange: Exchange, endpoint: EndpointSpec, decision: Decision, send: Send
@@ -251,7 +305,7 @@ class Act:
             call.finish("upstream_rejected" if exc.status < 500 else "upstream_error")
             raise
         except ClientGone:
-            if call.sse is not None and record.status:
+            if call.sse is not None:
                 return  # the relay finished the call and the record on its way out
             call.finish("client_disconnected")
             await send_client_gone(send)
@@ -277,15 +331,24 @@ class Act:
         send: Send,
     ) -> None:
         request = call.exchange.request
-        response = await unless_client_leaves(
-            request, upstream.open(call.endpoint.upstream, body, headers, stream=True)
-        )
-        raw = response.aiter_raw()
-        lead = b""
-        first_token_s = upstream.settings.first_token_timeout_s
-        if first_token_s is not None:
-            lead = await unless_client_leaves(request, call.lead_in(response, raw, first_token_s))
-        await send(_sse_start())
+        try:
+            response = await unless_client_leaves(
+                request, upstream.open(call.endpoint.upstream, body, headers, stream=True)
+            )
+            raw = response.aiter_raw()
+            lead = b""
+            first_token_s = upstream.settings.first_token_timeout_s
+            if first_token_s is not None:
+                lead = await unless_client_leaves(
+                    request, call.lead_in(response, raw, first_token_s)
+                )
+        except ClientGone:
+            # Before the relay (which settles the call itself); a held stream's head may
+            # be out already, so "has a status" cannot tell the two apart.
+            call.finish("client_disconnected")
+            await send_client_gone(send)
+            return
+        await send(sse_start())
         await unless_client_leaves(request, _send_all(send, call.relay(response, raw, lead)))
         # Only now end the body: once a response is complete, the server answers `receive()`
         # with a disconnect, which the watcher would take for the client leaving.

@@ -13,19 +13,24 @@ Every kind serves `/chat/completions`, `/completions` and `/embeddings` under `b
 `api_key` or from `api_key_file`, which is re-read when it changes (checked at most once a
 second): a rotated key is used without a restart. Streams ask for usage
 (`stream_options.include_usage`) unless the backend's `stream_usage` is off.
+
+`shape()` is where the body becomes the engine's dialect (`upstream/dialects.py`, issue 14):
+the model's turn rule, `developer` → `system`, `max_completion_tokens` → `max_tokens`, and the
+fields the engine rejects, dropped with a debug log — then, for `openai`, the schema filter.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import httpx
 import structlog
 
-from tiergate_gateway.settings import BackendSettings
+from tiergate_gateway.settings import BackendSettings, ModelAlias
+from tiergate_gateway.upstream.dialects import apply, dialect_for
 from tiergate_proto.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
 __all__ = ["Adapter", "KeyFile", "UpstreamApi"]
@@ -89,6 +94,7 @@ class Adapter:
 
     __slots__ = (
         "_base",
+        "_dialect",
         "_fields",
         "_header",
         "_key",
@@ -99,8 +105,12 @@ class Adapter:
         "stream_usage",
     )
 
-    def __init__(self, name: str, settings: BackendSettings) -> None:
+    def __init__(
+        self, name: str, settings: BackendSettings, models: Sequence[ModelAlias] = ()
+    ) -> None:
+        """`models`: the configured aliases (those on this backend name its turn rules)."""
         self.name = name
+        self._dialect = dialect_for(name, settings, models)
         self.kind = settings.kind
         self._base = settings.base_url.rstrip("/")
         self._fields = _request_fields() if settings.kind == "openai" else None
@@ -123,7 +133,11 @@ class Adapter:
         return {self._header: self._scheme + key} if key else {}
 
     def shape(self, api: UpstreamApi, body: dict[str, Any]) -> dict[str, Any]:
-        """`body` with only the fields this backend accepts (`body` itself if it has no other)."""
+        """`body` in this backend's dialect, with only the fields it accepts (`body` itself if
+        nothing changes; never changed in place)."""
+        body, dropped = apply(self._dialect, api, body)
+        if dropped:
+            _log.debug("upstream_fields_dropped", backend=self.name, api=api, fields=dropped)
         allowed = self._fields.get(api) if self._fields is not None else None
         if allowed is None or all(key in allowed for key in body):
             return body

@@ -16,11 +16,12 @@ The backend's dialect — paths, authentication, accepted fields — is its `Ada
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import httpx
 
 from tiergate_gateway.metrics import GatewayMetrics
-from tiergate_gateway.settings import BackendSettings
+from tiergate_gateway.settings import BackendSettings, ModelAlias
 from tiergate_gateway.upstream.adapters import Adapter, UpstreamApi
 from tiergate_gateway.upstream.errors import error_from_status, error_from_transport
 from tiergate_runtime.errors import BadGateway
@@ -42,10 +43,13 @@ class Upstream:
         metrics: GatewayMetrics,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
+        models: Sequence[ModelAlias] = (),
     ) -> None:
+        """`models`: the configured model aliases (the adapter reads the turn rules of those
+        on this backend; upstream/dialects.py)."""
         self.name = name
         self.settings = settings
-        self.adapter = Adapter(name, settings)
+        self.adapter = Adapter(name, settings, models)
         self._metrics = metrics
         self._injected = transport
         self._transport: httpx.AsyncBaseTransport | None = None
