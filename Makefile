@@ -32,6 +32,7 @@ lint: setup ## ruff lint and format check
 typecheck: setup ## mypy --strict over every package and the tests
 	$(VENV_BIN)/mypy
 	$(VENV_BIN)/mypy tests
+	$(VENV_BIN)/mypy tests_engines
 	$(VENV_BIN)/mypy deploy/images/cpu_llm_bake.py deploy/observability/prometheusrule.py
 
 fmt: setup ## Format and auto-fix
@@ -58,3 +59,10 @@ images: ## Build the five service images with one tag (Docker + BuildKit; TIERGA
 bench: setup ## Benchmark the gateway vs direct, nginx and LiteLLM (ARGS="--quick" for a smoke run)
 	@bench/setup.sh
 	PYTHONPATH=bench $(VENV_BIN)/python -m tiergate_bench $(ARGS)
+
+# Opt-in: real vLLM (CPU build, its own venv .venv-engines/) and llama.cpp under gpu-llm. Not
+# part of `make test` (tests_engines/ is outside pyproject's testpaths). README: GPU section.
+.PHONY: test-engines
+test-engines: setup ## Real vLLM + llama.cpp under gpu-llm (own venv: ~90 s first setup; tests ~4 min)
+	@scripts/engines-setup.sh >/dev/null
+	$(VENV_BIN)/pytest tests_engines -p no:cacheprovider

@@ -4,7 +4,9 @@
 `... -m tiergate_bench rag [...]` the retrieval service's search benchmark (rag_search.py);
 `... -m tiergate_bench overload [...]` the real small model saturated through the gateway
 (overload.py: load shedding, issue 10); `... -m tiergate_bench answer [...]` the anonymous
-answer: time to first token, grounding and quality on `evals/answer.toml` (answer.py, issue 12).
+answer: time to first token, grounding and quality on `evals/answer.toml` (answer.py, issue 12);
+`... -m tiergate_bench engines [...]` a real vLLM (CPU) directly, through gpu-llm and through the
+gateway, side by side (engines_bench.py, issue 14; needs `scripts/engines-setup.sh`).
 """
 
 import sys
@@ -28,6 +30,11 @@ if sys.argv[1:2] == ["answer"]:
     from tiergate_bench.answer import main as answer
 
     raise SystemExit(answer(sys.argv[2:]))
+
+if sys.argv[1:2] == ["engines"]:
+    from tiergate_bench.engines_bench import main as engines
+
+    raise SystemExit(engines(sys.argv[2:]))
 
 if sys.argv[1:2] == ["cpu-first"]:
     from tiergate_bench.cpu_first import main as cpu_first
