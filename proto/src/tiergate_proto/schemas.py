@@ -42,6 +42,17 @@ from tiergate_proto.openai import (
     TextCompletion,
 )
 from tiergate_proto.rag import DocumentPut, DocumentView, SearchRequest, SearchResponse
+from tiergate_proto.records import (
+    ChatExport,
+    ChatPage,
+    ChatRecord,
+    ChatsErased,
+    ChatStored,
+    FeedbackPage,
+    FeedbackRecord,
+    FeedbackRequest,
+    FeedbackStored,
+)
 
 PUBLIC_TYPES: tuple[type[msgspec.Struct], ...] = (
     ChatCompletionRequest,
@@ -76,6 +87,15 @@ PUBLIC_TYPES: tuple[type[msgspec.Struct], ...] = (
     SearchResponse,
     DocumentPut,
     DocumentView,
+    FeedbackRequest,
+    FeedbackStored,
+    FeedbackRecord,
+    FeedbackPage,
+    ChatRecord,
+    ChatStored,
+    ChatPage,
+    ChatExport,
+    ChatsErased,
 )
 """Top-level wire types that get one schema file each, named after the class."""
 
