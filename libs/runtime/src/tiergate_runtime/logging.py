@@ -2,8 +2,10 @@
 
 Call `configure_logging(level)` once in a service's entry point (never at import time). The
 stdlib loggers of the libraries we run on (uvicorn, httpx, litestar) are rendered through the
-same JSON formatter so a log shipper sees one format. uvicorn's own access log is off: the
-services write their own per-request line with the fields an operator needs and no prompt text.
+same JSON formatter so a log shipper sees one format. The database drivers' loggers stay at
+warning even at debug: they would print statement parameters, which hold chat text. uvicorn's
+own access log is off: the services write their own per-request line with the fields an
+operator needs and no prompt text.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Any
 import structlog
 
 __all__ = ["configure_logging"]
+
+_NEVER_BELOW_WARNING = ("aiosqlite", "asyncpg", "sqlalchemy.engine", "sqlalchemy.pool")
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -80,3 +84,8 @@ def configure_logging(level: str = "info", *, service: str | None = None) -> Non
     for name in ("httpx", "httpcore", "uvicorn.error", "litestar"):
         logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
     logging.getLogger("uvicorn.access").disabled = True
+    # Database drivers log each statement with its parameters at debug (a consented chat's
+    # messages): never below warning, whatever the level. Prompts and answers go to the
+    # database only, never to a log line (issue 15).
+    for name in _NEVER_BELOW_WARNING:
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -53,3 +53,8 @@ class KeyLayout:
         """A stored Responses-API response (JSON `StoredResponse`: its owner, the
         conversation so far, the response), kept for `previous_response_id` with a TTL."""
         return f"{self.prefix}:resp:{response_id}"
+
+    def answer(self, answer_id: str) -> str:
+        """Who got the answer `answer_id` (JSON `AnswerEntry`: tier, subject, model, backend),
+        kept for the feedback window: only they may rate it."""
+        return f"{self.prefix}:ans:{answer_id}"

@@ -1,4 +1,8 @@
-"""`tiergate keys create|list|revoke`: manage agents' API keys through the auth admin API.
+"""`tiergate keys create|list|revoke`: agents' API keys, through the auth admin API;
+`tiergate db upgrade|downgrade|current`: the records schema, on the database itself.
+
+`db` reads the auth service's own settings (`TIERGATE_AUTH_CONFIG`, `TIERGATE_AUTH_*`
+environment, secret files), so it migrates exactly the database the service will use.
 
 The admin API's URL and token come from `--url`/`--admin-token` or the environment
 (`TIERGATE_AUTH_URL`, `TIERGATE_ADMIN_TOKEN`). Exit status: 0 done, 1 refused or failed, 2 bad
@@ -16,6 +20,7 @@ from typing import Any
 import httpx
 import msgspec
 
+from tiergate_auth.records.cli import run_db
 from tiergate_proto.identity import ApiKeyCreate, ApiKeyCreated, ApiKeyList, KeyLimits, Window
 
 __all__ = ["main"]
@@ -57,6 +62,14 @@ def _parser() -> argparse.ArgumentParser:
     keys.add_parser("list", help="list keys")
     revoke = keys.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("key_id")
+    db = groups.add_parser("db", help="the records database schema").add_subparsers(
+        dest="action", required=True
+    )
+    up = db.add_parser("upgrade", help="migrate to REV (default: head, this code's schema)")
+    up.add_argument("revision", nargs="?", default="head")
+    down = db.add_parser("downgrade", help="migrate down to REV (base: drop every table)")
+    down.add_argument("revision")
+    db.add_parser("current", help="print the database's revision and the code's head")
     return parser
 
 
@@ -132,6 +145,8 @@ def _revoke(args: argparse.Namespace, client: httpx.Client) -> int:
 def main(argv: list[str] | None = None) -> int:
     """The `tiergate` command."""
     args = _parser().parse_args(argv)
+    if args.group == "db":
+        return run_db(args.action, getattr(args, "revision", None))
     if not args.admin_token:
         print("tiergate: set --admin-token or TIERGATE_ADMIN_TOKEN", file=sys.stderr)
         return 2

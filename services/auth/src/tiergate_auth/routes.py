@@ -16,6 +16,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
 from prometheus_client import Counter
 
+from tiergate_auth.records.repository import Records, audit_best_effort
 from tiergate_auth.service import AuthService, Issued
 from tiergate_auth.settings import AuthSettings
 from tiergate_proto.identity import (
@@ -76,6 +77,8 @@ class Context:
     proxies: TrustedProxies
     sign_ins: Counter
     refresh_reuse: Counter
+    records: Records | None = None
+    """The durable records (None: no `[database] url`)."""
 
     @property
     def cookies(self) -> Any:
@@ -244,6 +247,8 @@ def admin_routes(ctx: Context) -> list[HTTPRouteHandler]:
         _require_token(request, ctx.settings.admin_token, "admin")
         body = await read_struct(request, ApiKeyCreate, ctx.limit)
         key, info = await ctx.service.keys.create(body)
+        actor = f"admin@{ctx.client_ip(request)}"
+        await audit_best_effort(ctx.records, actor, "api_key.create", info.id)
         return _json(ApiKeyCreated(key=key, info=info), 201)
 
     @get("/v1/admin/keys")
@@ -258,6 +263,8 @@ def admin_routes(ctx: Context) -> list[HTTPRouteHandler]:
             raise NotFound(
                 f"No API key with id '{key_id[:64]}'.", param="key_id", code="key_not_found"
             )
+        actor = f"admin@{ctx.client_ip(request)}"
+        await audit_best_effort(ctx.records, actor, "api_key.revoke", key_id)
         return _json({"id": key_id, "revoked": True})
 
     return [create_key, list_keys, revoke_key]

@@ -15,6 +15,7 @@ import structlog
 from tiergate_auth.apikeys import ApiKeyStore
 from tiergate_auth.mailer import Mailer
 from tiergate_auth.otp import OtpService
+from tiergate_auth.records.repository import Records
 from tiergate_auth.sessions import Session, SessionStore, parse_refresh_token
 from tiergate_auth.settings import AuthSettings
 from tiergate_auth.signing import TokenSigner
@@ -43,8 +44,15 @@ class Issued:
 class AuthService:
     """Everything the auth endpoints do."""
 
-    def __init__(self, settings: AuthSettings, store: aioredis.Redis, mailer: Mailer) -> None:
+    def __init__(
+        self,
+        settings: AuthSettings,
+        store: aioredis.Redis,
+        mailer: Mailer,
+        records: Records | None = None,
+    ) -> None:
         self.settings = settings
+        self.records = records
         self.store = store
         layout = KeyLayout(settings.store.key_prefix)
         if settings.pepper is not None:
@@ -102,6 +110,8 @@ class AuthService:
                 code="invalid_refresh_token",
             )
         user = await self.users.get(session.user_key)
+        if user is not None:
+            await self.users.index(user)
         return self._issue(session, user.store_chats if user else False)
 
     async def authenticate(self, access_token: str) -> AccessClaims:
@@ -142,12 +152,28 @@ class AuthService:
         return user
 
     async def set_consent(self, claims: AccessClaims, store_chats: bool) -> tuple[User, str]:
-        """Record the consent; a new access token that carries it to the gateways."""
+        """Record the consent; a new access token that carries it to the gateways.
+
+        Withdrawing erases every stored chat in the same request. The flag is cleared first,
+        so that from that moment nothing more is stored (`/v1/internal/chats` reads it), then
+        the chats are erased; if the database fails, the caller gets a 503 (never a success)
+        and retrying the withdrawal erases them; so does the next purge pass, which finishes
+        every withdrawal noted as pending (chats up to the withdrawal's time). Nothing is kept
+        against the user's will, and nothing the user still consents to is lost.
+        """
         user = await self.user_of(claims)
+        await self.users.index(user)
+        withdrawing = not store_chats and self.records is not None
+        if withdrawing:  # noted first: if the erase below fails, the purge finishes it
+            await self.users.erasure_pending(user.id, int(time.time()))
         updated = await self.users.set_store_chats(user.key, store_chats)
         if updated is None:
             raise Unauthorized("The session has ended. Sign in again.", code="session_ended")
-        _log.info("consent_changed", sub=user.id, store_chats=store_chats)
+        erased = 0
+        if withdrawing and self.records is not None:
+            erased = await self.records.erase_chats(user.id)
+            await self.users.erasure_done(user.id)
+        _log.info("consent_changed", sub=user.id, store_chats=store_chats, chats_erased=erased)
         access = self.signer.sign(
             sub=claims.sub, sid=claims.sid, tier=claims.tier, store_chats=store_chats
         )

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from typing import Annotated, Literal
 
 import msgspec
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from tiergate_proto.identity import Window
 from tiergate_runtime.browser import BrowserSettings
@@ -24,6 +26,7 @@ from tiergate_state.store import StoreSettings, with_redis_url
 __all__ = [
     "AuthSettings",
     "CookieSettings",
+    "DatabaseSettings",
     "OtpSettings",
     "SigningKey",
     "SmtpSettings",
@@ -84,6 +87,35 @@ class SigningKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     file: str
 
 
+class DatabaseSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Durable records (feedback, consented chats, admin audit): SQLAlchemy async URL, pool.
+
+    `url`: `postgresql+asyncpg://user:PASSWORD@host/db` in production, or
+    `sqlite+aiosqlite:///var/auth.db` embedded (the parent directory is created). Unset: the
+    records routes answer 404 `records_disabled`. A URL with a password is best given as
+    `TIERGATE_AUTH_DATABASE__URL` (environment or a file in `TIERGATE_AUTH_SECRETS_DIR`).
+    """
+
+    url: str | None = None
+    upgrade_on_start: bool = False
+    """True: migrate to the code's schema at start; false: refuse to start on another schema
+    (run `tiergate db upgrade`)."""
+    retention_days: Annotated[int, msgspec.Meta(ge=1, le=366)] = 7
+    """Consented chats older than this are purged."""
+    purge_interval_s: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 600
+    """How often the purge runs (at most hourly)."""
+    pool_size: Annotated[int, msgspec.Meta(ge=1, le=200)] = 5
+    max_overflow: Annotated[int, msgspec.Meta(ge=0, le=200)] = 5
+    pool_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 2.0
+    """Longest wait for a free pooled connection, then 503."""
+    connect_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 2.0
+    """A database slower to connect counts as unreachable (503)."""
+    statement_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=600)] = 10.0
+    """Per statement (PostgreSQL: asyncpg's command timeout; SQLite: the busy timeout)."""
+    max_chat_bytes: Annotated[int, msgspec.Meta(ge=1024, le=16 * 1024 * 1024)] = 1024 * 1024
+    """Largest `POST /v1/internal/chats` body (a whole exchange; other bodies: max_body_bytes)."""
+
+
 class AuthSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Everything the auth service reads from its config file and environment."""
 
@@ -118,6 +150,7 @@ class AuthSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     browser: BrowserSettings = msgspec.field(default_factory=BrowserSettings)
     max_body_bytes: Annotated[int, msgspec.Meta(ge=256, le=1024 * 1024)] = 16 * 1024
     tracing: TracingSettings = msgspec.field(default_factory=TracingSettings)
+    database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
 
 
 def validate(settings: AuthSettings) -> AuthSettings:
@@ -131,9 +164,24 @@ def validate(settings: AuthSettings) -> AuthSettings:
     if len(set(kids)) != len(kids):
         raise SettingsError("invalid setting signing_keys: duplicate kid")
     check_networks(settings.trusted_proxies, "trusted_proxies")
+    if settings.database.url is not None:
+        check_database_url(settings.database.url)
     if settings.access_ttl_s >= settings.refresh_ttl_s:
         raise SettingsError("invalid setting access_ttl_s: must be shorter than refresh_ttl_s")
     return settings
+
+
+def check_database_url(url: str) -> None:
+    """SettingsError unless `url` is an async URL this service has a driver for."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise SettingsError("invalid setting database.url: not a database URL") from None
+    if parsed.drivername not in {"postgresql+asyncpg", "sqlite+aiosqlite"}:
+        raise SettingsError(
+            "invalid setting database.url: expected postgresql+asyncpg://... or "
+            f"sqlite+aiosqlite:///..., got {parsed.drivername}://"
+        )
 
 
 def load(environ: Mapping[str, str] | None = None) -> AuthSettings:

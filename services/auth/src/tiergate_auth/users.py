@@ -53,7 +53,41 @@ class UserStore:
                 pipe.hsetnx(key, field, value)
             pipe.hgetall(key)
             results = await pipe.execute()
-        return _user(email_digest, byte_fields(results[-1]))
+        user = _user(email_digest, byte_fields(results[-1]))
+        await self.index(user)
+        return user
+
+    def _id_key(self, user_id: str) -> str:
+        return f"{self._layout.prefix}:userid:{user_id}"
+
+    async def index(self, user: User) -> None:
+        """Map the user's id to their record (written at every sign-in, refresh and consent
+        change, so users from before the index get one at their next use)."""
+        await self._store.set(self._id_key(user.id), user.key)
+
+    def _pending_key(self) -> str:
+        return f"{self._layout.prefix}:erase_pending"
+
+    async def erasure_pending(self, user_id: str, withdrawn_at: int) -> None:
+        """Note a withdrawal whose erasure is not done yet (the purge finishes it)."""
+        await self._store.hset(self._pending_key(), user_id, str(withdrawn_at))
+
+    async def erasure_done(self, user_id: str) -> None:
+        """The withdrawal's erasure is done."""
+        await self._store.hdel(self._pending_key(), user_id)
+
+    async def pending_erasures(self) -> dict[str, int]:
+        """User id → time of a withdrawal whose chats are not erased yet."""
+        raw = byte_fields(await self._store.hgetall(self._pending_key()))
+        return {key.decode(): int(value) for key, value in raw.items()}
+
+    async def by_id(self, user_id: str) -> User | None:
+        """The user with this id (a token's `sub`), if indexed."""
+        digest = await self._store.get(self._id_key(user_id))
+        if digest is None:
+            return None
+        user = await self.get(digest.decode() if isinstance(digest, bytes) else str(digest))
+        return user if user is not None and user.id == user_id else None
 
     async def get(self, email_digest: str) -> User | None:
         """The user with this digest, if any."""

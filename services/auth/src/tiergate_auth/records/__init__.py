@@ -1,0 +1,1 @@
+"""Durable records the auth service owns: feedback, consented chats, admin audit (issue 15)."""

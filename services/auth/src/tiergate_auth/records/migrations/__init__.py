@@ -1,0 +1,1 @@
+"""Alembic migrations of the records schema, packaged so an installed wheel can migrate."""
