@@ -40,6 +40,8 @@ SECRET_PLACEHOLDERS = {  # every key the manifests may read, with a value of the
     "smtp-password": "secret",
     "auth-signing-key": "(PEM)",
     "hf-token": "hf_x",
+    "database-url": "postgresql+asyncpg://tiergate:pw@postgres:5432/tiergate",
+    "postgres-password": "pw",
 }
 EXTRA_ENV = {"gpu-llm": {"HF_HOME", "HF_TOKEN", "HOME"}}  # read by the engines, not settings
 
@@ -101,8 +103,11 @@ def workloads(objs: tuple[Obj, ...]) -> list[Obj]:
 
 
 def containers(objs: tuple[Obj, ...]) -> Iterator[tuple[Obj, Obj]]:
+    """Every container of every workload, init containers first (auth's `migrate` reads
+    settings too)."""
     for work in workloads(objs):
-        for container in work["spec"]["template"]["spec"]["containers"]:
+        pod = work["spec"]["template"]["spec"]
+        for container in [*pod.get("initContainers", []), *pod["containers"]]:
             yield work, container
 
 
@@ -137,9 +142,13 @@ def env_of(objs: tuple[Obj, ...], container: Obj) -> dict[str, str]:
 
 
 def service_of(container: Obj) -> str | None:
-    """Which of our services the container runs (None: a third-party image or a tool)."""
+    """Which of our services' settings the container reads (None: a third-party image or a
+    tool). The auth image's `tiergate` console script (`tiergate db upgrade`) reads auth's."""
     match = re.fullmatch(r"ghcr\.io/tiergate/([a-z-]+?)(-engines)?:.+", container["image"])
-    if match is None or container.get("command"):
+    if match is None:
+        return None
+    command = container.get("command")
+    if command and not (match.group(1) == "auth" and command[0] == "tiergate"):
         return None
     return match.group(1)
 

@@ -349,15 +349,24 @@ def test_stop_grace_covers_every_drain() -> None:
 # --- 3. wiring: health, read-only, pins, GPUs, Prometheus, the collector -------------------------
 
 
+def one_shot(svc: Mapping[str, Any]) -> bool:
+    """A service that runs a command to completion (auth-migrate): never restarted."""
+    return svc.get("restart") == "no"
+
+
 @pytest.mark.parametrize("combo", COMBOS)
 def test_every_dependency_is_waited_for_by_health(combo: str) -> None:
+    """Long-running services are waited for until healthy, one-shots until they exit 0."""
     services = merged(combo)["services"]
     for name, svc in services.items():
         for target, how in svc.get("depends_on", {}).items():
             assert target in services, f"{name} depends on {target}, absent in {combo}"
+            if one_shot(services[target]):
+                assert how == {"condition": "service_completed_successfully"}, (name, target)
+                continue
             assert how == {"condition": "service_healthy"}, (name, target)
             assert "test" in services[target].get("healthcheck", {}), f"{target} has no healthcheck"
-        assert svc.get("restart") == "unless-stopped", name
+        assert one_shot(svc) or svc.get("restart") == "unless-stopped", name
         limits = svc.get("deploy", {}).get("resources", {}).get("limits", {})
         assert {"cpus", "memory"} <= set(limits), f"{name} has no resource limits"
         if "ports" in svc:
@@ -460,7 +469,7 @@ def test_prometheus_scrapes_every_service_with_metrics() -> None:
     }
     assert targets == labelled
     for name, (image, svc) in tiergate_services(merged("all")).items():
-        if name == "mail-sink":
+        if name == "mail-sink" or one_shot(svc):  # no server, nothing to scrape
             continue
         server = _load(image, svc.get("environment", {})).server
         port = server.metrics_port if server.metrics_port is not None else server.port
