@@ -6,7 +6,9 @@
 (overload.py: load shedding, issue 10); `... -m tiergate_bench answer [...]` the anonymous
 answer: time to first token, grounding and quality on `evals/answer.toml` (answer.py, issue 12);
 `... -m tiergate_bench engines [...]` a real vLLM (CPU) directly, through gpu-llm and through the
-gateway, side by side (engines_bench.py, issue 14; needs `scripts/engines-setup.sh`).
+gateway, side by side (engines_bench.py, issue 14; needs `scripts/engines-setup.sh`);
+`... -m tiergate_bench filter [...]` the content filter's cost per request and chunk
+(filter_cost.py, issue 15); `... guard [...]` the runaway guard's (guard_cost.py).
 """
 
 import sys
@@ -20,6 +22,11 @@ if sys.argv[1:2] == ["guard"]:
     from tiergate_bench.guard_cost import main as guard_cost
 
     raise SystemExit(guard_cost(sys.argv[2:]))
+
+if sys.argv[1:2] == ["filter"]:
+    from tiergate_bench.filter_cost import main as filter_cost
+
+    raise SystemExit(filter_cost(sys.argv[2:]))
 
 if sys.argv[1:2] == ["overload"]:
     from tiergate_bench.overload import main as overload

@@ -319,3 +319,16 @@ async def test_cached_public_and_without_internals(
         refused = await client.post("/v1/status", json={})
         assert refused.status_code == 405
         assert refused.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_the_contact_line_is_the_operators_or_null(
+    engine: FakeEngine, gpu: FakeEngine, redis_server: RedisServer
+) -> None:
+    base = status_settings(engine, gpu, redis_server.url)
+    contact = "Talk to a person: support@example.org, weekdays 9-17 CET"
+    for configured, expected in ((None, None), (contact, contact)):
+        app = create_app(msgspec.structs.replace(base, contact=configured))
+        async with serve_in_loop(app) as url, httpx.AsyncClient(base_url=url) as client:
+            body = (await client.get("/v1/status")).json()
+            assert body["contact"] == expected
+            assert set(body) == {"object", "data", "contact"}

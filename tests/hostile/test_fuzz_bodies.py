@@ -23,9 +23,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tiergate_auth.app import create_app as create_auth
-from tiergate_auth.settings import AuthSettings, OtpSettings, SmtpSettings
+from tiergate_auth.settings import AuthSettings, DatabaseSettings, OtpSettings, SmtpSettings
 from tiergate_auth.sink import MailSink
 from tiergate_gateway.app import create_app as create_gateway
+from tiergate_gateway.content_filter import ContentFilterSettings
 from tiergate_gateway.settings import (
     AuthLink,
     BackendSettings,
@@ -47,12 +48,18 @@ SMALL = "tiergate-small"
 EMBED = "tiergate-embed"
 
 
+ANSWER = "__ANSWER_ID__"
+"""Stands for the id of a real answer in feedback bodies (replaced when posted)."""
+INTERNAL = "fuzz-internal-token-0123456789abcdefg"
+
+
 @dataclass
 class Mesh:
     gateway: httpx.AsyncClient
     auth: httpx.AsyncClient
     rag: httpx.AsyncClient
     seen: dict[str, list[int]]
+    answer_id: str = ""
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +70,10 @@ async def mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Mesh]:
     sink = MailSink().start()
     auth_settings = AuthSettings(
         admin_token="fuzz-admin-token-0123456789abcdefghij",
-        internal_token="fuzz-internal-token-0123456789abcdefg",
+        internal_token=INTERNAL,
+        database=DatabaseSettings(
+            url=f"sqlite+aiosqlite:///{root}/records/auth.db", upgrade_on_start=True
+        ),
         smtp=SmtpSettings(host="127.0.0.1", port=sink.port),
         # Every request comes from 127.0.0.1: the per-address limits would turn all but the
         # first 20 starts into 429s, and the campaign would stop reaching the code behind them.
@@ -91,7 +101,11 @@ async def mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Mesh]:
                         endpoints=frozenset({"embeddings"}),
                     ),
                 ],
-                tiers={"anonymous": TierPolicy(max_tokens=16, tools=False)},
+                tiers={
+                    "anonymous": TierPolicy(
+                        max_tokens=16, tools=False, content_filter=ContentFilterSettings()
+                    )
+                },
                 auth=AuthLink(url=auth_url, internal_token=auth_settings.internal_token),
                 rag=msgspec.structs.replace(GatewaySettings().rag, url=None),
                 max_body_bytes=64 * 1024,
@@ -103,7 +117,14 @@ async def mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Mesh]:
                 httpx.AsyncClient(base_url=auth_url, timeout=HANG_S) as auth,
                 httpx.AsyncClient(base_url=rag_url, timeout=HANG_S) as rag,
             ):
-                yield Mesh(gateway=gateway, auth=auth, rag=rag, seen={})
+                answer = await gateway.post(
+                    "/v1/chat/completions",
+                    json={"model": SMALL, "messages": [{"role": "user", "content": "hi"}]},
+                )
+                assert answer.status_code == 200, answer.text
+                yield Mesh(
+                    gateway=gateway, auth=auth, rag=rag, seen={}, answer_id=answer.json()["id"]
+                )
     finally:
         sink.stop()
 
@@ -229,6 +250,40 @@ OTP_BODIES = encoded(
     | JSON
 )
 TOKEN_BODIES = encoded(mutated({"refresh_token": "tgr_x"}, ["refresh_token"]) | JSON)
+FEEDBACK_BODIES = encoded(
+    mutated(
+        {"id": ANSWER, "rating": "up", "flag": "wrong", "comment": "Not quite."},
+        ["id", "rating", "flag", "comment"],
+    )
+    | JSON
+)
+_CHAT_RECORD: dict[str, Any] = {
+    "answer_id": "chatcmpl-fuzz",
+    "subject": "user-1",
+    "conversation_id": "c-1",
+    "tier": "user",
+    "model": SMALL,
+    "backend": "cpu",
+    "api": "chat",
+    "created_at": 1,
+    "messages": [{"role": "user", "content": "hi"}],
+    "answer": {"role": "assistant", "content": "hello"},
+    "finish_reason": "stop",
+}
+_FEEDBACK_RECORD: dict[str, Any] = {
+    "answer_id": "chatcmpl-fuzz",
+    "subject_digest": "ab" * 32,
+    "tier": "anonymous",
+    "model": SMALL,
+    "backend": "cpu",
+    "api": "chat",
+    "answered_at": 1,
+    "rating": "down",
+    "flag": None,
+    "comment": None,
+}
+INTERNAL_CHAT_BODIES = encoded(mutated(_CHAT_RECORD, list(_CHAT_RECORD)) | JSON)
+INTERNAL_FEEDBACK_BODIES = encoded(mutated(_FEEDBACK_RECORD, list(_FEEDBACK_RECORD)) | JSON)
 SEARCH_BODIES = encoded(
     mutated({"query": "tier", "k": 3, "filters": {"language": "en"}}, ["query", "k", "filters"])
     | JSON
@@ -270,6 +325,15 @@ RESPONSE_BODIES = encoded(
     | JSON
 )  # fmt: skip
 
+MODERATION_BODIES = encoded(
+    mutated({"model": "omni-moderation-latest", "input": "hello"}, ["model", "input"])
+    | mutated(
+        {"input": ["a", {"type": "text", "text": "b"}, {"type": "image_url", "image_url": {}}]},
+        ["input"],
+    )
+    | JSON
+)
+
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -278,9 +342,20 @@ FUZZ = settings(
 )
 
 
-async def check(mesh: Mesh, client: httpx.AsyncClient, route: str, body: bytes) -> None:
-    """Post `body`; fail on a 5xx, a non-envelope error or a hang (httpx's timeout)."""
-    response = await client.post(route, content=body, headers={"content-type": "application/json"})
+async def check(
+    mesh: Mesh,
+    client: httpx.AsyncClient,
+    route: str,
+    body: bytes,
+    *,
+    method: str = "POST",
+    token: str | None = None,
+) -> None:
+    """Send `body`; fail on a 5xx, a non-envelope error or a hang (httpx's timeout)."""
+    headers = {"content-type": "application/json"}
+    if token is not None:
+        headers["authorization"] = f"Bearer {token}"
+    response = await client.request(method, route, content=body, headers=headers)
     mesh.seen.setdefault(f"{client.base_url.port}{route}", []).append(response.status_code)
     assert response.status_code < 500, (route, body, response.status_code, response.text)
     if response.status_code >= 400:
@@ -317,6 +392,32 @@ async def test_gateway_responses(mesh: Mesh, body: bytes) -> None:
 
 
 @FUZZ
+@given(body=MODERATION_BODIES)
+async def test_gateway_moderations(mesh: Mesh, body: bytes) -> None:
+    await check(mesh, mesh.gateway, "/v1/moderations", body)
+
+
+@FUZZ
+@given(body=FEEDBACK_BODIES)
+async def test_gateway_feedback(mesh: Mesh, body: bytes) -> None:
+    await check(
+        mesh, mesh.gateway, "/v1/feedback", body.replace(ANSWER.encode(), mesh.answer_id.encode())
+    )
+
+
+@FUZZ
+@given(body=INTERNAL_CHAT_BODIES)
+async def test_auth_internal_chats(mesh: Mesh, body: bytes) -> None:
+    await check(mesh, mesh.auth, "/v1/internal/chats", body, token=INTERNAL)
+
+
+@FUZZ
+@given(body=INTERNAL_FEEDBACK_BODIES)
+async def test_auth_internal_feedback(mesh: Mesh, body: bytes) -> None:
+    await check(mesh, mesh.auth, "/v1/internal/feedback", body, method="PUT", token=INTERNAL)
+
+
+@FUZZ
 @given(body=OTP_BODIES, route=st.sampled_from(["/v1/auth/otp/start", "/v1/auth/otp/verify"]))
 async def test_gateway_auth_relay(mesh: Mesh, body: bytes, route: str) -> None:
     await check(mesh, mesh.gateway, route, body)
@@ -346,6 +447,10 @@ async def test_the_campaign_reached_every_route_and_some_bodies_were_valid(mesh:
         (mesh.gateway, "/v1/embeddings"),
         (mesh.gateway, "/v1/completions"),
         (mesh.gateway, "/v1/responses"),
+        (mesh.gateway, "/v1/moderations"),
+        (mesh.gateway, "/v1/feedback"),
+        (mesh.auth, "/v1/internal/chats"),
+        (mesh.auth, "/v1/internal/feedback"),
         (mesh.gateway, "/v1/auth/otp/start"),
         (mesh.auth, "/v1/auth/otp/start"),
         (mesh.rag, "/v1/search"),

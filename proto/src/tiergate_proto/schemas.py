@@ -41,6 +41,7 @@ from tiergate_proto.openai import (
     StoredResponse,
     TextCompletion,
 )
+from tiergate_proto.openai.moderations import ModerationCreateResponse
 from tiergate_proto.rag import DocumentPut, DocumentView, SearchRequest, SearchResponse
 from tiergate_proto.records import (
     ChatExport,
@@ -67,6 +68,7 @@ PUBLIC_TYPES: tuple[type[msgspec.Struct], ...] = (
     ResponseCreateRequest,
     Response,
     StoredResponse,
+    ModerationCreateResponse,
     ErrorEnvelope,
     OtpStartRequest,
     OtpStartResponse,

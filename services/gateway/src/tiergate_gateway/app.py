@@ -17,9 +17,11 @@ from prometheus_client import CollectorRegistry
 
 from tiergate_gateway.breaker import Breakers
 from tiergate_gateway.catalog import Catalog
+from tiergate_gateway.content_filter import compile_filters
 from tiergate_gateway.endpoints.base import Endpoint
 from tiergate_gateway.endpoints.chat import ChatEndpoint
 from tiergate_gateway.endpoints.completions import CompletionsEndpoint, EmbeddingsEndpoint
+from tiergate_gateway.endpoints.moderations import moderations_route
 from tiergate_gateway.endpoints.responses import ResponsesEndpoint
 from tiergate_gateway.endpoints.status import StatusPage, status_route
 from tiergate_gateway.gate import Gate
@@ -38,6 +40,10 @@ from tiergate_gateway.metrics import GatewayMetrics
 from tiergate_gateway.pipeline.act import Act
 from tiergate_gateway.pipeline.run import Pipeline
 from tiergate_gateway.readiness import BackendProber
+from tiergate_gateway.records.ledger import AnswerLedger
+from tiergate_gateway.records.routes import records_routes
+from tiergate_gateway.records.service import Records
+from tiergate_gateway.records.writer import RecordWriter
 from tiergate_gateway.responses.store import ResponseStore
 from tiergate_gateway.routing.router import Router
 from tiergate_gateway.settings import GatewaySettings, load, validate
@@ -76,6 +82,7 @@ def create_app(
     in tests that need no sockets).
     """
     validate(settings)
+    compile_filters(settings.tiers)  # every tier's content filter, once; bad word files fail here
     provider = tracer_provider or configure_tracing(settings.tracing, "gateway")
     tracer = provider.get_tracer("tiergate.gateway") if provider is not None else None
     registry = CollectorRegistry()
@@ -138,8 +145,15 @@ def create_app(
         retries=settings.resilience.retries,
         keepalive_s=settings.hold_keepalive_s,
     )
+    records = _build_records(settings, store, auth_client, metrics)
     pipeline = Pipeline(
-        catalog, gate, router, act, max_body_bytes=settings.max_body_bytes, tracer=tracer
+        catalog,
+        gate,
+        router,
+        act,
+        max_body_bytes=settings.max_body_bytes,
+        tracer=tracer,
+        records=records,
     )
     prober = BackendProber(settings)
     status_page = StatusPage(
@@ -158,6 +172,7 @@ def create_app(
             yield
         finally:
             await gate.limits.stop()
+            await records.aclose()
             await wake.aclose()
             await prober.stop()
             await shedding.stop()
@@ -186,7 +201,11 @@ def create_app(
             *endpoints,
             *_public_routes(settings, catalog, gate, auth_proxy),
             *_stored_responses(gate, responses),
+            *records_routes(
+                gate, records, settings.auth.url, auth_proxy if settings.auth.proxy else None
+            ),
             status_route(status_page, settings.status_cache_s),
+            moderations_route(gate, metrics, settings.max_body_bytes),
         ],
         registry=registry,
         http_metrics=metrics.http,
@@ -195,10 +214,9 @@ def create_app(
         not_ready=prober.not_ready_reason,
         browser=settings.browser,
     )
-    app.state.prober = prober
-    app.state.metrics = metrics
-    app.state.gate = gate
-    app.state.wake = wake
+    app.state.update(
+        {"prober": prober, "metrics": metrics, "gate": gate, "wake": wake, "records": records}
+    )
     return app
 
 
@@ -274,6 +292,31 @@ def _stored_responses(gate: Gate, store: ResponseStore) -> list[HTTPRouteHandler
         return Response(msgspec.json.encode(deleted), media_type="application/json")
 
     return [get_response, delete_response]
+
+
+def _build_records(
+    settings: GatewaySettings,
+    store: aioredis.Redis,
+    client: httpx.AsyncClient,
+    metrics: GatewayMetrics,
+) -> Records:
+    """Feedback and consented history: the ledger in the store, writes to the auth service."""
+    config = settings.records
+    auth = settings.auth
+    writer = None
+    if config.enabled and auth.url is not None and auth.internal_token is not None:
+        writer = RecordWriter(
+            client,
+            auth.url,
+            auth.internal_token,
+            metrics,
+            retries=config.retries,
+            max_pending=config.max_pending,
+            max_chat_bytes=config.max_chat_bytes,
+        )
+    metrics.prepare_records(model.id for model in settings.models)
+    ledger = AnswerLedger(store, KeyLayout(settings.store.key_prefix), config.feedback_window_s)
+    return Records(config, ledger, writer, metrics, pepper=auth.pepper)
 
 
 def _build_wake(

@@ -1,4 +1,5 @@
-"""Gateway metrics: API requests, upstream calls, first tokens, routing, wakes, grounding.
+"""Gateway metrics: API requests, upstream calls, first tokens, routing, wakes, grounding,
+feedback and records.
 
 Labels are bounded by configuration: `model` is a configured public alias (unknown models are
 rejected before any label is used), `backend` a configured backend name, `tier` a configured
@@ -14,6 +15,7 @@ from typing import Literal, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from tiergate_proto.records import FeedbackFlag, FeedbackRating
 from tiergate_runtime.metrics import LATENCY_BUCKETS, HttpMetrics
 from tiergate_state.limits import Verdict
 
@@ -45,6 +47,9 @@ _TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 
 # A GPU wake: seconds (a sleeping engine) to minutes (a cold platform pulling weights).
 _WAKE_BUCKETS = (1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0)
 
+FEEDBACK_RATINGS: tuple[str, ...] = get_args(FeedbackRating)
+FEEDBACK_FLAGS: tuple[str, ...] = get_args(FeedbackFlag)
+RECORDS_OUTCOMES = ("stored", "declined", "refused", "failed", "dropped")
 ApiLabel = Literal["chat", "completions", "embeddings", "responses"]
 """The public API a request came to (`/v1/chat/completions` is `chat`)."""
 API_LABELS: tuple[ApiLabel, ...] = ("chat", "completions", "embeddings", "responses")
@@ -57,6 +62,8 @@ API_OUTCOMES: tuple[ApiOutcome, ...] = (
     "error",
     "client_gone",
 )
+FilterDirection = Literal["input", "output", "moderation"]
+FILTER_DIRECTIONS: tuple[FilterDirection, ...] = get_args(FilterDirection)
 NO_TIER = "none"
 """The `tier` of a request that has no configured tier: a bad credential (401), a credential
 whose tier this gateway does not configure (403), one that ended before identity."""
@@ -205,6 +212,8 @@ class GatewayMetrics:
         )
 
         self._api_families(registry)
+        self._records_families(registry)
+        self._filter_families(registry)
         self._tiers: frozenset[str] = frozenset()
 
     def _api_families(self, registry: CollectorRegistry) -> None:
@@ -267,6 +276,74 @@ class GatewayMetrics:
             buckets=LATENCY_BUCKETS,
         )
 
+    # --- content filter (content_filter/) ---------------------------------------------------
+
+    def _filter_families(self, registry: CollectorRegistry) -> None:
+        """What the content filter refused or ended."""
+        self.content_filtered = Counter(
+            "content_filtered",
+            "Requests and answers the content filter stopped, by tier and direction: input "
+            "(a 400), output (an answer ended), moderation (an input flagged).",
+            ["tier", "direction"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+
+    def filtered(self, tier: str, direction: FilterDirection) -> None:
+        """One request (input), answer (output) or moderation input the filter flagged."""
+        label = tier if tier in self._tiers else NO_TIER
+        self.content_filtered.labels(label, direction).inc()
+
+    def _records_families(self, registry: CollectorRegistry) -> None:
+        """Feedback on answers and writes to the records (records/)."""
+        self.feedback_ratings = Counter(
+            "feedback_ratings",
+            "Feedback given on answers, by public model and rating: up, down, none (a flag "
+            "without a rating).",
+            ["model", "rating"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.feedback_flags = Counter(
+            "feedback_flags",
+            "Answers flagged by whoever got them, by public model and flag: "
+            + ", ".join(FEEDBACK_FLAGS)
+            + ". The flag-rate alert divides it by the model's answers.",
+            ["model", "flag"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.records_writes = Counter(
+            "records_writes",
+            "Writes to the auth service's records, by kind (chat, feedback) and outcome: "
+            "stored, declined (no consent when it arrived), refused (4xx), failed (after "
+            "retries), dropped (backlog full or too large; chat only).",
+            ["kind", "outcome"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+
+    def prepare_records(self, models: Iterable[str]) -> None:
+        """Feedback series of every public model, and every write outcome, at 0."""
+        for model in models:
+            for rating in (*FEEDBACK_RATINGS, "none"):
+                self.feedback_ratings.labels(model, rating)
+            for flag in FEEDBACK_FLAGS:
+                self.feedback_flags.labels(model, flag)
+        for kind in ("chat", "feedback"):
+            for outcome in RECORDS_OUTCOMES:
+                self.records_writes.labels(kind, outcome)
+
+    def feedback(self, model: str, rating: str | None, flag: str | None) -> None:
+        """Count one feedback (the model is a public alias the ledger recorded)."""
+        self.feedback_ratings.labels(model, rating or "none").inc()
+        if flag is not None:
+            self.feedback_flags.labels(model, flag).inc()
+
+    def records_write(self, kind: str, outcome: str) -> None:
+        """Count one write to the records (`outcome`: one of RECORDS_OUTCOMES)."""
+        self.records_writes.labels(kind, outcome).inc()
+
     def prepare(
         self,
         tiers: Iterable[str],
@@ -289,6 +366,9 @@ class GatewayMetrics:
         streams = list(streams)
         for tier in self._tiers:
             self._prepare_tier(tier, streams)
+        for tier in (*sorted(self._tiers), NO_TIER):
+            for direction in FILTER_DIRECTIONS:
+                self.content_filtered.labels(tier, direction)
         for backend in backends:
             self.breaker_state.labels(backend).set(0)
             for kind in get_args(UpstreamErrorKind):

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tiergate_gateway.content_filter import ContentFilter, tier_filter
 from tiergate_gateway.guard import GuardSettings
 from tiergate_gateway.identity.principal import Principal
 from tiergate_gateway.settings import TierPolicy
@@ -35,6 +36,8 @@ class EffectivePolicy:
     grounding: bool = False
     grounding_tokens: int = 256
     guard: GuardSettings | None = None
+    content_filter: ContentFilter | None = None
+    """The tier's compiled profanity filter (None: off); built at start, shared."""
 
     def allows_model(self, model_id: str) -> bool:
         """Whether the model may be used."""
@@ -53,6 +56,7 @@ def effective_policy(principal: Principal, tier: TierPolicy, lease_s: float) -> 
         grounding=tier.grounding,
         grounding_tokens=tier.grounding_tokens,
         guard=tier.guard if tier.guard is not None and tier.guard.enabled else None,
+        content_filter=tier_filter(tier.content_filter, principal.tier),
         limits=LimitPolicy(
             requests=key.requests if key is not None and key.requests else tier.requests,
             tokens=key.tokens if key is not None and key.tokens else tier.tokens,

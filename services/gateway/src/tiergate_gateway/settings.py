@@ -23,7 +23,9 @@ from tiergate_gateway.backend_settings import (
     WakeSettings,
     url_problem,
 )
+from tiergate_gateway.content_filter.settings import ContentFilterSettings
 from tiergate_gateway.guard import GuardSettings
+from tiergate_gateway.records.settings import RecordsSettings
 from tiergate_gateway.routing.table import RouteRule
 from tiergate_proto.identity import Window
 from tiergate_runtime.browser import BrowserSettings
@@ -72,6 +74,10 @@ class TierPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     """The runaway guard: answers that degenerate into repetition are ended there, with
     `finish_reason: "length"` and `tiergate_guard: "repetition"` (`[tiers.X.guard]`; unset:
     off; on by default for the anonymous tier, whose small model loops)."""
+    content_filter: ContentFilterSettings | None = None
+    """The profanity filter on requests and answers (`[tiers.X.content_filter]`: a flagged
+    request is a 400 `content_policy_violation`, a flagged answer ends with
+    `finish_reason: "content_filter"`; unset: off; on by default for `anonymous` and `user`)."""
     grounding_tokens: Annotated[int, msgspec.Meta(ge=50, le=100_000)] = 256
     """Budget of the sources, in estimated tokens (characters / `limits.chars_per_token`):
     the passages that matched, best first, until it is spent. Every prompt token costs time
@@ -90,12 +96,14 @@ def _default_tiers() -> dict[str, TierPolicy]:
             tools=False,
             grounding=True,
             guard=GuardSettings(),
+            content_filter=ContentFilterSettings(),
         ),
         "user": TierPolicy(
             max_tokens=1024,
             requests=Window(limit=300, window_s=3600),
             tokens=Window(limit=400_000, window_s=3600),
             max_concurrent=4,
+            content_filter=ContentFilterSettings(),
         ),
         "agent": TierPolicy(
             max_tokens=4096,
@@ -228,6 +236,10 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     resilience: ResilienceSettings = msgspec.field(default_factory=ResilienceSettings)
     rag: RagLink = msgspec.field(default_factory=RagLink)
     responses: ResponsesSettings = msgspec.field(default_factory=ResponsesSettings)
+    records: RecordsSettings = msgspec.field(default_factory=RecordsSettings)
+    contact: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+    """How to reach a human (an e-mail address, a URL, a sentence), returned by
+    `GET /v1/status` as `contact`; unset: null."""
     trusted_proxies: list[str] = []
     """Peers whose `X-Forwarded-For` is believed (load balancers in front of the gateway)."""
     browser: BrowserSettings = msgspec.field(default_factory=BrowserSettings)

@@ -63,6 +63,8 @@ class StatusList(msgspec.Struct, kw_only=True):
 
     object: Literal["list"] = "list"
     data: list[ModelStatus]
+    contact: str | None = None
+    """How to reach a human (`contact` in the gateway's settings); null when unset."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,13 +7,14 @@ from typing import Any
 from litestar import Request
 
 from tiergate_gateway.chat_request import parse_chat_request
+from tiergate_gateway.content_filter import WordFilter
 from tiergate_gateway.endpoints.base import Endpoint
 from tiergate_gateway.identity.principal import Principal
 from tiergate_gateway.pipeline.exchange import Exchange, Parsed, StreamRelay
-from tiergate_gateway.upstream.conform import conform_guarded
+from tiergate_gateway.upstream.conform import conform_filtered
 from tiergate_gateway.upstream.sse import SseTransformer
 
-__all__ = ["ChatEndpoint", "chat_parsed"]
+__all__ = ["ChatEndpoint", "chat_parsed", "output_words"]
 
 _CAP_FIELDS = ("max_tokens", "max_completion_tokens")
 
@@ -35,6 +36,12 @@ def chat_parsed(raw: dict[str, Any], size: int, **fields: Any) -> Parsed:
     )
 
 
+def output_words(exchange: Exchange) -> WordFilter | None:
+    """The tier's filter words when it filters answers (None: it does not)."""
+    content_filter = exchange.policy.content_filter
+    return content_filter.words if content_filter is not None and content_filter.output else None
+
+
 class ChatEndpoint(Endpoint):
     """Chat Completions."""
 
@@ -54,7 +61,12 @@ class ChatEndpoint(Endpoint):
     async def answer(
         self, exchange: Exchange, content: bytes, alias: str, keep_extras: frozenset[str]
     ) -> tuple[bytes, tuple[int, int] | None]:
-        body, usage, trip = conform_guarded(content, alias, keep_extras, exchange.policy.guard)
+        body, usage, trip, filtered = conform_filtered(
+            content, alias, keep_extras, exchange.policy.guard, output_words(exchange)
+        )
+        if filtered:
+            exchange.filtered = True
+            exchange.record.set_header("x-tiergate-filter", "profanity")
         if trip is not None:
             exchange.guard_trip = trip
             exchange.record.set_header("x-tiergate-guard", "repetition")
@@ -71,4 +83,5 @@ class ChatEndpoint(Endpoint):
             keep_extras=keep_extras,
             guard=exchange.policy.guard,
             prompt_estimate=exchange.prompt_estimate,
+            content_filter=exchange.policy.content_filter,
         )

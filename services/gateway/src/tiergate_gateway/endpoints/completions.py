@@ -14,10 +14,11 @@ import msgspec
 from litestar import Request
 
 from tiergate_gateway.endpoints.base import Endpoint
+from tiergate_gateway.endpoints.chat import output_words
 from tiergate_gateway.identity.principal import Principal
 from tiergate_gateway.pipeline.exchange import Exchange, Parsed, StreamRelay
 from tiergate_gateway.upstream.conform_embeddings import conform_embeddings
-from tiergate_gateway.upstream.conform_text import TextSseTransformer, conform_text_completion
+from tiergate_gateway.upstream.conform_text import TextSseTransformer, conform_text_checked
 from tiergate_proto.openai import CompletionRequest, EmbeddingRequest
 from tiergate_runtime.body import read_sized_json_object, validation_error
 from tiergate_runtime.errors import InvalidRequest
@@ -101,13 +102,21 @@ class CompletionsEndpoint(Endpoint):
     async def answer(
         self, exchange: Exchange, content: bytes, alias: str, keep_extras: frozenset[str]
     ) -> tuple[bytes, tuple[int, int] | None]:
-        del exchange
-        body, usage = conform_text_completion(content, alias, keep_extras)
+        body, usage, filtered = conform_text_checked(
+            content, alias, keep_extras, output_words(exchange)
+        )
+        if filtered:
+            exchange.filtered = True
+            exchange.record.set_header("x-tiergate-filter", "profanity")
         return body, (usage.prompt_tokens, usage.completion_tokens) if usage else None
 
     def relay(self, exchange: Exchange, alias: str, keep_extras: frozenset[str]) -> StreamRelay:
         return TextSseTransformer(
-            alias, client_wants_usage=exchange.parsed.wants_usage, keep_extras=keep_extras
+            alias,
+            client_wants_usage=exchange.parsed.wants_usage,
+            keep_extras=keep_extras,
+            prompt_estimate=exchange.prompt_estimate,
+            content_filter=exchange.policy.content_filter,
         )
 
 

@@ -21,7 +21,7 @@ from litestar import Request
 
 from tiergate_gateway.capabilities import needs_of
 from tiergate_gateway.endpoints.base import Endpoint
-from tiergate_gateway.endpoints.chat import chat_parsed
+from tiergate_gateway.endpoints.chat import chat_parsed, output_words
 from tiergate_gateway.guard import Trip
 from tiergate_gateway.identity.principal import Principal
 from tiergate_gateway.pipeline.exchange import Exchange, Parsed, StreamRelay
@@ -30,7 +30,7 @@ from tiergate_gateway.responses.request import extra_fields, parse_response_requ
 from tiergate_gateway.responses.store import ResponseStore
 from tiergate_gateway.responses.stream import ResponseStreamTranslator
 from tiergate_gateway.responses.translate import conversation_after, from_chat, to_chat
-from tiergate_gateway.upstream.conform import conform_guarded
+from tiergate_gateway.upstream.conform import conform_filtered
 from tiergate_gateway.upstream.sse import SseTransformer
 from tiergate_proto.openai import (
     ChatCompletion,
@@ -70,6 +70,7 @@ class ResponsesRelay:
             client_wants_usage=True,
             guard=exchange.policy.guard,
             prompt_estimate=exchange.prompt_estimate,
+            content_filter=exchange.policy.content_filter,
         )
         self.turn = turn
         self.translator = ResponseStreamTranslator(
@@ -96,6 +97,10 @@ class ResponsesRelay:
     @property
     def cut(self) -> Trip | None:
         return self._chat.cut
+
+    @property
+    def filtered(self) -> bool:
+        return self._chat.filtered
 
     def feed(self, chunk: bytes) -> bytes:
         out = [] if self._started else [self.translator.start()]
@@ -168,7 +173,12 @@ class ResponsesEndpoint(Endpoint):
         self, exchange: Exchange, content: bytes, alias: str, keep_extras: frozenset[str]
     ) -> tuple[bytes, tuple[int, int] | None]:
         del keep_extras  # a Response has no room for engine fields
-        body, usage, trip = conform_guarded(content, alias, guard=exchange.policy.guard)
+        body, usage, trip, filtered = conform_filtered(
+            content, alias, guard=exchange.policy.guard, words=output_words(exchange)
+        )
+        if filtered:
+            exchange.filtered = True
+            exchange.record.set_header("x-tiergate-filter", "profanity")
         if trip is not None:
             exchange.guard_trip = trip
             exchange.record.set_header("x-tiergate-guard", "repetition")

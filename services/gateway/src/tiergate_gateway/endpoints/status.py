@@ -49,6 +49,7 @@ class StatusPage:
         self._breakers = breakers
         self._healthy = healthy
         self._clock = clock
+        self._contact = settings.contact
         self._cache_s = settings.status_cache_s
         self._body = b""
         self._until = float("-inf")
@@ -58,7 +59,9 @@ class StatusPage:
         now = self._clock()
         if now >= self._until or not self._body:
             views = {name: self._view(name, now) for name in self._backends}
-            self._body = _encode(StatusList(data=model_statuses(self.models, views, now)))
+            self._body = _encode(
+                StatusList(data=model_statuses(self.models, views, now), contact=self._contact)
+            )
             self._until = now + self._cache_s
         return self._body
 

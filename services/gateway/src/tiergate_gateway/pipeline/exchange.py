@@ -68,6 +68,11 @@ class StreamRelay(Protocol):
         """Set when the runaway guard ended the answer (the stream is complete)."""
         ...
 
+    @property
+    def filtered(self) -> bool:
+        """Set when the content filter ended the answer (the stream is complete)."""
+        ...
+
     def feed(self, chunk: bytes) -> bytes: ...
 
     def tokens(self) -> tuple[int, int] | None:
@@ -140,6 +145,8 @@ class Exchange:
     a stream the guard cut reports: the engine's count never came)."""
     guard_trip: Trip | None = None
     """Set when the runaway guard cut a whole (non-streaming) answer."""
+    filtered: bool = False
+    """Set when the content filter cut a whole (non-streaming) answer."""
     calls: list[Attempt] = field(default_factory=list)
 
     @property

@@ -13,12 +13,16 @@ identity → read and validate → policy → plan → admit → decide → act 
 - **admit** (`GatewayLimits.admit`): requests, tokens (the reservation includes the
   grounding allowance) and the concurrency lease — 429 here, **before any side effect**:
   a refused request wakes nothing, searches nothing and reaches no engine.
+- **filter** (`content_filter/check.py`): the tier's content filter reads the prompt — 400
+  `content_policy_violation` on a flagged word, the lease returned like any refusal.
 - **decide** (`routing/decide.py`, pure): which routes to try now, whether to wake, hold or
   answer CPU-first.
 - **act** (`pipeline/act.py`): wake, hold (holding the lease), ground, the upstream attempts.
 - **account**: the lease returned and tokens charged at the real usage, however the request
-  ended; the request span ended once with its outcome; the request counted once
-  (`api_requests_total`, by its final status) and taken off `in_flight_requests`.
+  ended; the answer's id remembered for feedback and, for a user who consented, the exchange
+  sent to the history (`records/`); the request span ended once with its outcome; the
+  request counted once (`api_requests_total`, by its final status) and taken off
+  `in_flight_requests`.
 """
 
 from __future__ import annotations
@@ -33,11 +37,13 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from opentelemetry.trace import Tracer
 
 from tiergate_gateway.catalog import Catalog, Route
+from tiergate_gateway.content_filter import check_input
 from tiergate_gateway.gate import Gate
 from tiergate_gateway.metrics import ApiOutcome, api_outcome
 from tiergate_gateway.pipeline.act import Act, send_client_gone
 from tiergate_gateway.pipeline.exchange import EndpointSpec, Exchange, Parsed
 from tiergate_gateway.policy import apply_policy, estimate_tokens
+from tiergate_gateway.records.service import Records
 from tiergate_gateway.routing.decide import AWAKE, BackendState, decide
 from tiergate_gateway.routing.router import Plan, Router, fitting
 from tiergate_gateway.tracing import RequestSpan
@@ -65,13 +71,16 @@ class Pipeline:
         *,
         max_body_bytes: int,
         tracer: Tracer | None = None,
+        records: Records | None = None,
     ) -> None:
+        """`records`: feedback and consented history (None: answers are not remembered)."""
         self.catalog = catalog
         self.gate = gate
         self.router = router
         self.act = act
         self.max_body_bytes = max_body_bytes
         self.tracer = tracer
+        self.records = records
         self.metrics = act.metrics
         self._grounder = act.grounder
 
@@ -159,7 +168,12 @@ class Pipeline:
         )
         for name, value in limit_headers:
             record.add_header(name, value)
+        records = self.records
+        tap = None
         try:
+            # the content filter reads the prompt: after admit, so its CPU is bounded by the
+            # tier's limits; before decide, so a refused prompt reaches no engine
+            await self._filter_input(endpoint, exchange)
             # decide
             breakers = self.act.breakers
             decision = decide(
@@ -169,14 +183,37 @@ class Pipeline:
                 breakers.now(),
             )
             self.metrics.route_decision(principal.tier, decision.reason)
-            # act
+            # act (the records watch the answer go out: its id, and with consent its text)
+            if records is not None and records.answers(endpoint.public_api):
+                tap = records.tap(send, principal, endpoint.public_api, record)
+                send = tap
             await self.act.run(exchange, endpoint, decision, send)
         finally:
             # account
             await self.gate.limits.finish(admission, exchange.used_tokens)
+            if tap is not None and records is not None:
+                await records.finish(tap, exchange)
             # Each call holds the exchange: break the cycle, or every request's objects would
             # wait for the cyclic garbage collector (measured: +10 % CPU per request).
             exchange.calls.clear()
+
+    async def _filter_input(self, endpoint: EndpointSpec, exchange: Exchange) -> None:
+        """400 `content_policy_violation` for a prompt the tier's filter flags."""
+        content_filter = exchange.policy.content_filter
+        if content_filter is None or not content_filter.input:
+            return
+        if endpoint.public_api == "embeddings":
+            return  # nothing is generated from it
+        try:
+            await check_input(
+                content_filter.words,
+                content_filter.cache,
+                exchange.parsed.raw,
+                endpoint.public_api,
+            )
+        except InvalidRequest:
+            self.metrics.filtered(exchange.principal.tier, "input")
+            raise
 
     def _model(self, model: str, endpoint: EndpointSpec) -> Route:
         route = self.catalog.route(model)

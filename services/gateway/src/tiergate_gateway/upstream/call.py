@@ -85,6 +85,13 @@ class UpstreamCall:
         self.exchange.span.set(guard=trip.kind)
         _log.info("answer_cut", model=self.route.alias, kind=trip.kind, at_char=trip.end)
 
+    def count_filtered(self) -> None:
+        """The content filter ended this answer: metric, span, log (never the word)."""
+        self.metrics.filtered(self.exchange.principal.tier, "output")
+        self.span.set(content_filter="output")
+        self.exchange.span.set(content_filter="output")
+        _log.info("answer_filtered", model=self.route.alias)
+
     def finish(self, outcome: str) -> None:
         """The attempt ended: metrics, the record's outcome, the attempt span."""
         labels = (self.api, self.route.alias, self.route.backend, self.mode)
@@ -126,6 +133,8 @@ class UpstreamCall:
         self.count_usage(tokens)
         if self.exchange.guard_trip is not None:
             self.count_cut(self.exchange.guard_trip)
+        if self.exchange.filtered:
+            self.count_filtered()
         self.finish("ok")
         return content
 
@@ -196,8 +205,8 @@ class UpstreamCall:
                     out = sse.feed(chunk)
                     if out:
                         yield out
-                    if sse.cut is not None:
-                        break  # the guard ended the answer; closing stops the engine
+                    if sse.cut is not None or sse.filtered:
+                        break  # the guard or the filter ended it; closing stops the engine
             except httpx.HTTPError as exc:
                 kind = "timeout" if isinstance(exc, httpx.TimeoutException) else "protocol"
                 self.metrics.upstream_error(self.route.backend, "midstream")
@@ -234,6 +243,8 @@ class UpstreamCall:
         if sse.saw_done or sse.saw_finish:
             if sse.cut is not None:
                 self.count_cut(sse.cut)
+            if sse.filtered:
+                self.count_filtered()
             self.count_usage(sse.tokens())
             tail = await self.endpoint.end_stream(self.exchange, sse)
             if not sse.saw_done:

@@ -22,6 +22,8 @@ from typing import Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from tiergate_gateway.content_filter import WordFilter, cut_text
+from tiergate_gateway.content_filter.relay import FILTER_FIELD
 from tiergate_gateway.guard import GuardSettings, Trip, check_answer
 from tiergate_proto.openai import ChatCompletion, ChatCompletionChunk, Choice, ChunkChoice, Usage
 from tiergate_proto.openai.completion import (
@@ -37,6 +39,7 @@ __all__ = [
     "StrictChunk",
     "check_chunk",
     "conform_completion",
+    "conform_filtered",
     "conform_guarded",
     "decode_chunk",
     "drop_null_fingerprint",
@@ -56,6 +59,7 @@ ANSWER_FIELDS = frozenset(
         "service_tier",
         "tiergate_sources",
         "tiergate_guard",
+        "tiergate_filter",
     }
 )
 """Top-level keys our answers may carry themselves; `keep_extras` never duplicates them."""
@@ -96,10 +100,30 @@ def conform_guarded(
     have been, with `finish_reason: "length"`; the answer then carries
     `"tiergate_guard": "repetition"`. Returns the first choice's trip (None: not cut).
     """
+    body, usage, trip, _ = conform_filtered(content, alias, keep_extras, guard)
+    return body, usage, trip
+
+
+def conform_filtered(
+    content: bytes,
+    alias: str,
+    keep_extras: frozenset[str] = frozenset(),
+    guard: GuardSettings | None = None,
+    words: WordFilter | None = None,
+) -> tuple[bytes, Usage | None, Trip | None, bool]:
+    """`conform_guarded`, with the content filter (`words`) first over each choice's text.
+
+    A choice whose text holds a flagged word is cut before it, with `finish_reason:
+    "content_filter"` (the guard does not read it then); the answer carries
+    `"tiergate_filter": "profanity"`. The last value says whether a choice was cut so.
+    """
     completion = _completion_decoder.decode(content)
     tier = completion.service_tier
     choices = [_conform_choice(choice) for choice in completion.choices]
     trip = None
+    filtered = False
+    if words is not None:
+        choices, filtered = _filtered(choices, words)
     if guard is not None and guard.enabled:
         choices, trip = _guarded(choices, guard)
     completion = msgspec.structs.replace(
@@ -113,7 +137,24 @@ def conform_guarded(
         body = with_extras(body, content, keep_extras)
     if trip is not None:
         body = body[:-1] + GUARD_FIELD + b"}"  # an encoded object ends with }
-    return body, completion.usage, trip
+    if filtered:
+        body = body[:-1] + FILTER_FIELD + b"}"
+    return body, completion.usage, trip, filtered
+
+
+def _filtered(choices: list[Choice], words: WordFilter) -> tuple[list[Choice], bool]:
+    filtered = False
+    out = []
+    for choice in choices:
+        text = choice.message.content
+        cut = cut_text(words, text) if isinstance(text, str) and text else None
+        if cut is None:
+            out.append(choice)
+            continue
+        message = msgspec.structs.replace(choice.message, content=cut)
+        out.append(msgspec.structs.replace(choice, message=message, finish_reason="content_filter"))
+        filtered = True
+    return out, filtered
 
 
 def _guarded(choices: list[Choice], guard: GuardSettings) -> tuple[list[Choice], Trip | None]:
@@ -121,6 +162,9 @@ def _guarded(choices: list[Choice], guard: GuardSettings) -> tuple[list[Choice],
     out = []
     for choice in choices:
         text = choice.message.content
+        if choice.finish_reason == "content_filter":
+            out.append(choice)  # the filter cut it first
+            continue
         trip = check_answer(text, guard) if isinstance(text, str) and text else None
         if trip is None or not isinstance(text, str):
             out.append(choice)

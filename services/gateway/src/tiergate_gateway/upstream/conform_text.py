@@ -27,8 +27,10 @@ import time
 
 import msgspec
 
+from tiergate_gateway.content_filter import WordFilter, cut_text
+from tiergate_gateway.content_filter.relay import FILTER_FIELD
 from tiergate_gateway.upstream.conform import with_extras
-from tiergate_gateway.upstream.sse import SseMalformed, SseTransformer
+from tiergate_gateway.upstream.sse import DONE_EVENT, SseMalformed, SseTransformer, model_field
 from tiergate_proto.openai import (
     TextCompletion,
     TextCompletionChoice,
@@ -38,7 +40,12 @@ from tiergate_proto.openai import (
 from tiergate_proto.openai.completion import TokenLogprob
 from tiergate_proto.openai.text_completion import TEXT_FINISH_REASONS
 
-__all__ = ["TextSseTransformer", "conform_text_chunk", "conform_text_completion"]
+__all__ = [
+    "TextSseTransformer",
+    "conform_text_checked",
+    "conform_text_chunk",
+    "conform_text_completion",
+]
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(TextCompletion)
@@ -128,8 +135,37 @@ def conform_text_completion(
     Raises msgspec.DecodeError when `body` is not a text completion (not JSON, a required
     field missing or of the wrong type, another `object`): it cannot be relayed.
     """
+    out, usage, _ = conform_text_checked(body, alias, keep_extras)
+    return out, usage
+
+
+def conform_text_checked(
+    body: bytes,
+    alias: str,
+    keep_extras: frozenset[str] = frozenset(),
+    words: WordFilter | None = None,
+) -> tuple[bytes, Usage | None, bool]:
+    """`conform_text_completion` with the content filter (`words`) over each choice's
+    `text`: cut before a flagged word, `finish_reason: "content_filter"`, the answer marked
+    `"tiergate_filter": "profanity"`. The last value says whether a choice was cut."""
     completion = _conform(_decoder.decode(body), alias, body, whole=True)
-    return _encode(completion, body, keep_extras), completion.usage
+    filtered = False
+    if words is not None:
+        choices = []
+        for choice in completion.choices:
+            cut = cut_text(words, choice.text) if choice.text else None
+            if cut is None:
+                choices.append(choice)
+                continue
+            filtered = True
+            choices.append(
+                msgspec.structs.replace(choice, text=cut, finish_reason="content_filter")
+            )
+        completion = msgspec.structs.replace(completion, choices=choices)
+    out = _encode(completion, body, keep_extras)
+    if filtered:
+        out = out[:-1] + FILTER_FIELD + b"}"
+    return out, completion.usage, filtered
 
 
 def conform_text_chunk(
@@ -163,7 +199,9 @@ class TextSseTransformer(SseTransformer):
     relayed as the engine wrote it.
     """
 
-    __slots__ = ()
+    __slots__ = ("_last_text",)
+    _last_text: TextCompletion
+    """The last chunk filtered (the id and time of the chunks the filter adds)."""
 
     def _data(self, payload: bytes, prefix: bytes) -> bytes:
         if payload == b"[DONE]":
@@ -183,4 +221,76 @@ class TextSseTransformer(SseTransformer):
                 self.first_token_at = time.perf_counter()
             if choice.finish_reason is not None:
                 self.saw_finish = True
+        if self._filter is not None and chunk.choices:
+            return prefix + self._filter_text(chunk, payload)
         return prefix + b"data: " + body + b"\n\n"
+
+    def _filter_text(self, chunk: TextCompletion, payload: bytes) -> bytes:
+        """A chunk's `text`s through the content filter (as `SseTransformer._filtered`)."""
+        content_filter = self._filter
+        assert content_filter is not None
+        self._last_text = chunk
+        choices = []
+        self._deltas += sum(1 for choice in chunk.choices if choice.text)
+        for choice in chunk.choices:
+            state = content_filter.choice(choice.index)
+            released = state.feed(choice.text) if choice.text else ""
+            finish = choice.finish_reason
+            if finish is not None and not state.hit:
+                released += state.flush()
+            if state.hit:
+                content_filter.hit = True
+                choices.append(msgspec.structs.replace(choice, text=released, finish_reason=None))
+                break
+            if finish is not None:
+                content_filter.finished.add(choice.index)
+            choices.append(msgspec.structs.replace(choice, text=released))
+        out = msgspec.structs.replace(chunk, choices=choices)
+        event = b"data: " + _encode(out, payload, self._keep_extras) + b"\n\n"
+        return event + self._text_tail(chunk) if content_filter.hit else event
+
+    def _flush_filter(self) -> bytes:
+        """`[DONE]` came while the filter held text back: that text (checked), then the end."""
+        content_filter = self._filter
+        assert content_filter is not None
+        last: TextCompletion = self._last_text
+        choices = [
+            TextCompletionChoice(text=choice.delta.content or "", index=choice.index)
+            for choice in content_filter.flush()
+        ]
+        out = msgspec.structs.replace(last, choices=choices, usage=None)
+        event = b"data: " + _encoder.encode(out) + b"\n\n" if choices else b""
+        if content_filter.hit:
+            return event + self._text_tail(last)
+        self.saw_done = True
+        return event + DONE_EVENT
+
+    def _text_tail(self, chunk: TextCompletion) -> bytes:
+        """The events that end a stream the filter cut (as `SseTransformer._cut_tail`)."""
+        content_filter = self._filter
+        assert content_filter is not None
+        self.filtered = self.saw_finish = self.saw_done = True
+        head = (
+            b'{"id":' + msgspec.json.encode(chunk.id) + b',"object":"text_completion"'
+            b',"created":' + str(chunk.created).encode() + b"," + model_field(self._alias)
+        )
+        finishes = b",".join(
+            b'{"text":"","index":%d,"logprobs":null,"finish_reason":"content_filter"}' % index
+            for index in content_filter.open_choices()
+        )
+        last = head + b',"choices":[' + finishes + b"]" + FILTER_FIELD + b"}"
+        events = [_frame_text(last)]
+        if self.usage is None:  # the engine's count never comes: ours, as for a guard cut
+            prompt, completion = self._prompt_estimate, self._deltas
+            self.usage = Usage(
+                prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
+            )
+        if self._client_wants_usage:
+            usage = msgspec.json.encode(self.usage)
+            events.append(_frame_text(head + b',"choices":[],"usage":' + usage + b"}"))
+        events.append(DONE_EVENT)
+        return b"".join(events)
+
+
+def _frame_text(payload: bytes) -> bytes:
+    return b"data: " + payload + b"\n\n"

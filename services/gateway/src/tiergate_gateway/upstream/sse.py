@@ -21,6 +21,14 @@ usage chunk if the client asked for one, and `[DONE]`; `cut` says why, the rest 
 is dropped, and the relay closes the upstream, which stops the engine generating. The usage
 of a cut stream is ours: completion tokens are the content deltas relayed (llama.cpp and
 vLLM send one token per delta), prompt tokens the gateway's estimate.
+
+With a `content_filter` (the tier's, `content_filter/`), each choice's content goes through
+the output filter: the trailing partial word is held back, chunks are re-encoded with what
+may go out (`content_filter/relay.py`), and a flagged word is never sent: the text before
+it goes out, then a last chunk with `finish_reason: "content_filter"` and
+`"tiergate_filter": "profanity"`, the usage chunk if asked for, `[DONE]`; `filtered` says
+so and the relay closes the upstream as for a guard cut. With both on, the filter judges a
+chunk first; whichever ends the stream first ends it, once.
 """
 
 from __future__ import annotations
@@ -32,6 +40,8 @@ from typing import Protocol
 
 import msgspec
 
+from tiergate_gateway.content_filter import ContentFilter
+from tiergate_gateway.content_filter.relay import FILTER_FIELD, ChunkFilter
 from tiergate_gateway.guard import AnswerGuard, GuardSettings, Trip
 from tiergate_gateway.upstream.conform import (
     GUARD_FIELD,
@@ -41,7 +51,7 @@ from tiergate_gateway.upstream.conform import (
     repair_chunk,
 )
 from tiergate_proto.errors import ErrorDetail, ErrorEnvelope
-from tiergate_proto.openai import Usage
+from tiergate_proto.openai import ChatCompletionChunk, Usage
 
 __all__ = [
     "DONE_EVENT",
@@ -187,13 +197,16 @@ class SseTransformer:
         "_deltas",
         "_engine_field",
         "_engine_model",
+        "_filter",
         "_guard",
         "_guards",
         "_keep_extras",
+        "_last_chunk",
         "_model_field",
         "_prompt_estimate",
         "_scanned",
         "cut",
+        "filtered",
         "first_token_at",
         "saw_done",
         "saw_error",
@@ -209,6 +222,7 @@ class SseTransformer:
         keep_extras: frozenset[str] = frozenset(),
         guard: GuardSettings | None = None,
         prompt_estimate: int = 0,
+        content_filter: ContentFilter | None = None,
     ) -> None:
         self._alias = alias
         self._model_field = model_field(alias)
@@ -229,6 +243,14 @@ class SseTransformer:
         self._prompt_estimate = prompt_estimate
         self.cut: Trip | None = None
         """Set when the runaway guard ended the stream (see the module docstring)."""
+        self._filter = (
+            ChunkFilter(content_filter.words, content_filter.batch)
+            if content_filter is not None and content_filter.output
+            else None
+        )
+        self._last_chunk: ChatCompletionChunk | None = None
+        self.filtered = False
+        """Set when the content filter ended the stream (see the module docstring)."""
 
     def tokens(self) -> tuple[int, int] | None:
         """(prompt, completion) tokens of the stream's usage chunk, if it had one."""
@@ -252,6 +274,8 @@ class SseTransformer:
         carry the events of this read that came before the fault (`head`); the stream cannot
         go on after either.
         """
+        if self.ended():
+            return b""  # the guard or the filter ended it: nothing more of the engine's
         buffer = self._buffer
         if (
             not buffer
@@ -281,7 +305,7 @@ class SseTransformer:
                 raise
             if event:
                 out.append(event)
-            if self.cut is not None:  # the guard ended the answer: nothing after it goes out
+            if self.ended():  # the guard or the filter ended the answer: nothing after it
                 buffer.clear()
                 self._scanned = 0
                 return b"".join(out)
@@ -291,6 +315,17 @@ class SseTransformer:
         if len(buffer) > MAX_PENDING_BYTES:
             raise SseOverflow(f"an event grew past {MAX_PENDING_BYTES} bytes", b"".join(out))
         return b"".join(out)
+
+    def ended(self) -> bool:
+        """Whether the guard or the content filter ended the stream."""
+        return self.cut is not None or self.filtered
+
+    def _done_event(self) -> bytes:
+        """The engine's `[DONE]`: ours, after any text the filter still holds."""
+        if self._filter is not None and self._filter.open_choices():
+            return self._flush_filter()
+        self.saw_done = True
+        return DONE_EVENT
 
     def pending(self) -> bool:
         """True if an incomplete event is buffered (the upstream stopped mid-event)."""
@@ -315,8 +350,7 @@ class SseTransformer:
 
     def _data(self, payload: bytes, prefix: bytes) -> bytes:
         if payload == b"[DONE]":
-            self.saw_done = True
-            return prefix + DONE_EVENT
+            return prefix + self._done_event()
         chunk = check_chunk(payload)
         if chunk is None:
             return self._repair(payload, prefix)
@@ -332,11 +366,12 @@ class SseTransformer:
                 return b""
         if chunk.choices:
             self._note(chunk.choices)
+            if self._filter is not None:
+                return prefix + self._filtered(decode_chunk(payload), payload)
         if chunk.model != self._alias:
             payload = self._rename(payload, chunk.model)
-        if self._guard is not None and chunk.choices and self._watch(chunk.choices):
-            return prefix + _frame(payload) + self._cut_tail(chunk)
-        return prefix + _frame(payload)
+        tripped = self._guard is not None and chunk.choices and self._watch(chunk.choices)
+        return prefix + _frame(payload) + (self._cut_tail(chunk) if tripped else b"")
 
     def _repair(self, payload: bytes, prefix: bytes) -> bytes:
         """A chunk that failed the strict check: re-encode it, or raise SseMalformed."""
@@ -353,6 +388,8 @@ class SseTransformer:
                 return b""
         if chunk.choices:
             self._note(chunk.choices)
+            if self._filter is not None:
+                return prefix + self._filtered(chunk, payload)
         event = prefix + _frame(repair_chunk(chunk, self._alias, payload, self._keep_extras))
         if self._guard is not None and chunk.choices and self._watch(chunk.choices):
             return event + self._cut_tail(chunk)
@@ -382,7 +419,8 @@ class SseTransformer:
             content = choice.delta.content
             if not content:
                 continue
-            self._deltas += 1
+            if self._filter is None:  # else counted by _filtered
+                self._deltas += 1
             guard = self._guards.get(choice.index)
             if guard is None:
                 guard = self._guards[choice.index] = AnswerGuard(settings)
@@ -392,18 +430,67 @@ class SseTransformer:
                 return True
         return False
 
-    def _cut_tail(self, chunk: _ChunkLike) -> bytes:
-        """The events that end a stream the guard cut: a `length` finish for every choice,
-        the usage chunk if asked for, `[DONE]`."""
+    def _filtered(self, chunk: ChatCompletionChunk, source: bytes) -> bytes:
+        """A chunk through the content filter (then the guard): the events to send."""
+        content_filter = self._filter
+        assert content_filter is not None
+        self._last_chunk = chunk
+        self._deltas += sum(1 for choice in chunk.choices if choice.delta.content)
+        out = content_filter.apply(chunk)
+        event = (
+            b""
+            if out is None
+            else _frame(repair_chunk(out, self._alias, source, self._keep_extras))
+        )
+        if content_filter.hit:
+            self.filtered = True
+            return event + self._cut_tail(
+                chunk, b"content_filter", FILTER_FIELD, content_filter.open_choices()
+            )
+        if self._guard is not None and self._watch(chunk.choices):
+            return event + self._cut_tail(chunk)
+        return event
+
+    def _flush_filter(self) -> bytes:
+        """`[DONE]` came while the filter held text back: that text (checked), then the end."""
+        content_filter = self._filter
+        assert content_filter is not None
+        last = self._last_chunk
+        assert last is not None  # a choice is open: a chunk came
+        choices = content_filter.flush()
+        event = b""
+        if choices:
+            chunk = ChatCompletionChunk(
+                id=last.id, created=last.created, model=self._alias, choices=choices
+            )
+            event = _frame(repair_chunk(chunk, self._alias))
+        if content_filter.hit:
+            self.filtered = True
+            return event + self._cut_tail(
+                last, b"content_filter", FILTER_FIELD, content_filter.open_choices()
+            )
+        self.saw_done = True
+        return event + DONE_EVENT
+
+    def _cut_tail(
+        self,
+        chunk: _ChunkLike,
+        finish: bytes = b"length",
+        field: bytes = GUARD_FIELD,
+        indices: Sequence[int] | None = None,
+    ) -> bytes:
+        """The events that end a stream the guard (or the filter) cut: a `length` (or
+        `content_filter`) finish for every open choice, the usage chunk if asked for,
+        `[DONE]`."""
         head = (
             b'{"id":' + _encoder.encode(chunk.id) + b',"object":"chat.completion.chunk"'
             b',"created":' + str(chunk.created).encode() + b"," + self._model_field
         )
         finishes = b",".join(
-            b'{"index":%d,"delta":{},"logprobs":null,"finish_reason":"length"}' % index
-            for index in sorted(self._guards)
+            b'{"index":%d,"delta":{},"logprobs":null,"finish_reason":"%s"}' % (index, finish)
+            for index in (sorted(self._guards) if indices is None else indices)
         )
-        events = [_frame(head + b',"choices":[' + finishes + b"]" + GUARD_FIELD + b"}")]
+        events = [_frame(head + b',"choices":[' + finishes + b"]" + field + b"}")]
         completion = self._deltas
         prompt = self.usage.prompt_tokens if self.usage is not None else self._prompt_estimate
         self.usage = Usage(
