@@ -516,3 +516,16 @@ async def test_a_word_anywhere_in_a_long_prompt_is_found(at: int) -> None:
         await check_input(WORDS, VerdictCache(), raw, "chat")
     clean = {"messages": [{"role": "user", "content": text.replace("bullshit", "bull")}]}
     await check_input(WORDS, VerdictCache(), clean, "chat")
+
+
+async def test_a_request_longer_than_the_filter_reads_is_refused_before_any_check() -> None:
+    words = tier_filter(ContentFilterSettings())
+    assert words is not None
+    cache = VerdictCache()
+    body = {"messages": [{"role": "user", "content": "fine words " * 200}] * 3}
+    await check_input(words.words, cache, body, "chat", max_chars=10_000)  # 6,600: read
+    body = {"messages": [{"role": "user", "content": "fine words " * 400}] * 3}
+    with pytest.raises(InvalidRequest) as refused:
+        await check_input(words.words, cache, body, "chat", max_chars=10_000)
+    assert refused.value.code == "content_filter_input_too_long"
+    assert refused.value.param == "messages"

@@ -44,6 +44,17 @@ NAMES = {
     "SearchResponse.json",
     "DocumentPut.json",
     "DocumentView.json",
+    # moderation, feedback and consented history (issue 15)
+    "ModerationCreateResponse.json",
+    "FeedbackRequest.json",
+    "FeedbackStored.json",
+    "FeedbackRecord.json",
+    "FeedbackPage.json",
+    "ChatRecord.json",
+    "ChatStored.json",
+    "ChatPage.json",
+    "ChatExport.json",
+    "ChatsErased.json",
 }
 
 

@@ -154,12 +154,25 @@ async def flagged_text(words: WordFilter, cache: VerdictCache, text: str) -> boo
 
 
 async def check_input(
-    words: WordFilter, cache: VerdictCache, raw: Mapping[str, Any], api: str
+    words: WordFilter,
+    cache: VerdictCache,
+    raw: Mapping[str, Any],
+    api: str,
+    max_chars: int = 200_000,
 ) -> None:
-    """Raise InvalidRequest (400 `content_policy_violation`) if a text of `raw` is flagged.
+    """Raise InvalidRequest (400 `content_policy_violation`) if a text of `raw` is flagged,
+    or (400 `content_filter_input_too_long`) if its texts hold more than `max_chars`.
 
     `api` names the parameter (`messages`, `prompt`, `input` for the Responses API)."""
-    for text in request_texts(raw):
+    texts = list(request_texts(raw))
+    if sum(map(len, texts)) > max_chars:
+        raise InvalidRequest(
+            f"The request holds more than {max_chars} characters of text, more than this "
+            "tier's content filter reads; shorten it.",
+            param=_PARAMS.get(api, "messages"),
+            code="content_filter_input_too_long",
+        )
+    for text in texts:
         if text and await flagged_text(words, cache, text):
             raise InvalidRequest(
                 "The request was refused by this service's content filter: it contains "

@@ -27,6 +27,8 @@ class ContentFilter:
     output: bool
     batch: int = 0
     """`stream_batch_chars`: streaming, characters checked at once after the first words."""
+    max_input_chars: int = 200_000
+    """The most text of one request the input check reads (longer: a 400)."""
     cache: VerdictCache = field(default_factory=VerdictCache)
     """Verdicts on input texts already seen (conversations resend their history)."""
 
@@ -39,7 +41,11 @@ def _filter(settings: ContentFilterSettings, tier: str) -> ContentFilter:
     if found is None:
         words = compiled(settings, tier)
         found = _filters[settings] = ContentFilter(
-            words, settings.input, settings.output, settings.stream_batch_chars
+            words,
+            settings.input,
+            settings.output,
+            settings.stream_batch_chars,
+            settings.max_input_chars,
         )
     return found
 

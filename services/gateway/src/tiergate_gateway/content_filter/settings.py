@@ -40,6 +40,11 @@ class ContentFilterSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_un
     obfuscation: ObfuscationLevel = "standard"
     """How hard to look through disguises: `off` (words as written, plus leetspeak and
     accents), `basic`, `standard` ("f.u.c.k", "f u c k", "@ss"), `strict`."""
+    max_input_chars: Annotated[int, msgspec.Meta(ge=1000, le=100_000_000)] = 200_000
+    """The most text of one request the input check reads (~9 µs a character, ~2 s for the
+    default, and only once per text: a conversation's history is remembered); a longer
+    request is a 400 `content_filter_input_too_long`, so that no request can hold a core for
+    minutes."""
     stream_batch_chars: Annotated[int, msgspec.Meta(ge=0, le=4096)] = 32
     """Streaming, after the first words: text is checked and released once this many
     characters of completed words are waiting (0: at every word). Each check costs ~50 µs

@@ -173,7 +173,8 @@ class Pipeline:
         try:
             # the content filter reads the prompt: after admit, so its CPU is bounded by the
             # tier's limits; before decide, so a refused prompt reaches no engine
-            await self._filter_input(endpoint, exchange)
+            if policy.content_filter is not None:  # no coroutine when not (issue 3)
+                await self._filter_input(endpoint, exchange)
             # decide
             breakers = self.act.breakers
             decision = decide(
@@ -210,6 +211,7 @@ class Pipeline:
                 content_filter.cache,
                 exchange.parsed.raw,
                 endpoint.public_api,
+                content_filter.max_input_chars,
             )
         except InvalidRequest:
             self.metrics.filtered(exchange.principal.tier, "input")

@@ -33,10 +33,8 @@ chunk first; whichever ends the stream first ends it, once.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
-from typing import Protocol
 
 import msgspec
 
@@ -50,7 +48,22 @@ from tiergate_gateway.upstream.conform import (
     drop_null_fingerprint,
     repair_chunk,
 )
-from tiergate_proto.errors import ErrorDetail, ErrorEnvelope
+from tiergate_gateway.upstream.sse_events import (
+    DONE_EVENT,
+    ERROR_START,
+    MAX_PENDING_BYTES,
+    ChoiceLike,
+    ChunkLike,
+    SseMalformed,
+    SseOverflow,
+    SseProtocolError,
+    error_event,
+    field_value,
+    frame,
+    model_field,
+    rewrite_model,
+    upstream_error,
+)
 from tiergate_proto.openai import ChatCompletionChunk, Usage
 
 __all__ = [
@@ -65,122 +78,8 @@ __all__ = [
     "rewrite_model",
 ]
 
-DONE_EVENT = b"data: [DONE]\n\n"
-# Only a real top-level key can match: inside a JSON string the quotes would be escaped.
-_MODEL_FIELD = re.compile(rb'"model"\s*:\s*"(?:[^"\\]|\\.)*"')
-_ERROR_START = re.compile(rb'\{\s*"error"\s*:')
-# One event may carry a long tool-call argument or a base64 image, but not more than this.
-MAX_PENDING_BYTES = 1 << 20
 
 _encoder = msgspec.json.Encoder()
-
-
-class SseProtocolError(Exception):
-    """The upstream's stream cannot be relayed further.
-
-    `head` holds the transformed events that completed before the fault, in the same read:
-    send them first, then the error event. `reason` says what went wrong, fit for a client.
-    """
-
-    reason = "sent an invalid stream"
-
-    def __init__(self, detail: str, head: bytes = b"") -> None:
-        super().__init__(detail)
-        self.head = head
-
-
-class SseOverflow(SseProtocolError):
-    """The upstream sent more than MAX_PENDING_BYTES without completing an event."""
-
-    reason = f"sent an event larger than {MAX_PENDING_BYTES} bytes"
-
-
-class SseMalformed(SseProtocolError):
-    """The upstream sent an event that is not a chat completion chunk (or not JSON)."""
-
-    reason = "sent a malformed event"
-
-
-class _DeltaLike(Protocol):
-    @property
-    def content(self) -> str | None: ...
-    @property
-    def reasoning_content(self) -> str | None: ...
-    @property
-    def refusal(self) -> str | None: ...
-    @property
-    def tool_calls(self) -> object: ...
-    @property
-    def function_call(self) -> object: ...
-
-
-class _ChoiceLike(Protocol):
-    @property
-    def delta(self) -> _DeltaLike: ...
-    @property
-    def finish_reason(self) -> str | None: ...
-    @property
-    def index(self) -> int: ...
-
-
-class _ChunkLike(Protocol):
-    @property
-    def id(self) -> str: ...
-    @property
-    def created(self) -> int: ...
-
-
-def _field_value(line: bytes) -> bytes:
-    """The value of an SSE `data` line: after the colon, minus one leading space."""
-    value = line[5:]
-    return value[1:] if value[:1] == b" " else value
-
-
-def _frame(payload: bytes) -> bytes:
-    """One SSE event carrying `payload`; one `data:` line per payload line, as the spec says."""
-    if b"\n" not in payload:
-        return b"data: " + payload + b"\n\n"
-    return b"".join(b"data: " + line + b"\n" for line in payload.split(b"\n")) + b"\n"
-
-
-def model_field(alias: str) -> bytes:
-    """The `"model":"<alias>"` bytes that replace the engine's own model field."""
-    return b'"model":' + msgspec.json.encode(alias)
-
-
-def rewrite_model(payload: bytes, field: bytes) -> bytes:
-    """Replace the first `"model": "..."` in a JSON payload with `field`."""
-    return _MODEL_FIELD.sub(lambda _: field, payload, count=1)
-
-
-def error_event(message: str, error_type: str = "server_error", code: str | None = None) -> bytes:
-    """An SSE event carrying OpenAI's error envelope (what clients raise on mid-stream),
-    then `[DONE]`, so a client reading to the terminator stops cleanly (issue 5)."""
-    body = ErrorEnvelope(ErrorDetail(message=message, type=error_type, code=code))
-    return b"data: " + _encoder.encode(body) + b"\n\n" + DONE_EVENT
-
-
-def _upstream_error(payload: bytes) -> bytes:
-    """An engine's error event as OpenAI's envelope: string `message`, `type`, `param`, `code`.
-
-    Engines send `{"error": {"code": 500, ...}}` (llama.cpp), `{"error": "text"}` and other
-    shapes; clients read every key of OpenAI's. Raises SseMalformed if it is not JSON.
-    """
-    try:
-        value = msgspec.json.decode(payload)
-    except msgspec.DecodeError as exc:
-        raise SseMalformed(f"an error event that is not JSON: {exc}") from exc
-    error = value.get("error") if isinstance(value, dict) else None
-    fields = error if isinstance(error, dict) else {"message": error}
-    message, kind = fields.get("message"), fields.get("type")
-    param, code = fields.get("param"), fields.get("code")
-    detail = ErrorDetail(
-        message=message if isinstance(message, str) and message else "The backend failed.",
-        type=kind if isinstance(kind, str) and kind else "server_error",
-        param=param if isinstance(param, str) else None,
-        code=code if isinstance(code, str) else None,
-    )
-    return _frame(_encoder.encode(ErrorEnvelope(detail)))
 
 
 class SseTransformer:
@@ -336,12 +235,12 @@ class SseTransformer:
         if not raw:
             return b""
         if raw.startswith(b"data:") and b"\n" not in raw:  # the usual case: one data line
-            return self._data(_field_value(raw), b"")
+            return self._data(field_value(raw), b"")
         data: list[bytes] = []
         other: list[bytes] = []
         for line in raw.split(b"\n"):
             if line.startswith(b"data:") or line == b"data":
-                data.append(_field_value(line))
+                data.append(field_value(line))
             else:
                 other.append(line)  # id:, event:, retry: and comments, relayed as they are
         if not data:
@@ -371,13 +270,13 @@ class SseTransformer:
         if chunk.model != self._alias:
             payload = self._rename(payload, chunk.model)
         tripped = self._guard is not None and chunk.choices and self._watch(chunk.choices)
-        return prefix + _frame(payload) + (self._cut_tail(chunk) if tripped else b"")
+        return prefix + frame(payload) + (self._cut_tail(chunk) if tripped else b"")
 
     def _repair(self, payload: bytes, prefix: bytes) -> bytes:
         """A chunk that failed the strict check: re-encode it, or raise SseMalformed."""
-        if _ERROR_START.match(payload) is not None:
+        if ERROR_START.match(payload) is not None:
             self.saw_error = True
-            return prefix + _upstream_error(payload)
+            return prefix + upstream_error(payload)
         try:
             chunk = decode_chunk(payload)
         except msgspec.DecodeError as exc:
@@ -390,12 +289,12 @@ class SseTransformer:
             self._note(chunk.choices)
             if self._filter is not None:
                 return prefix + self._filtered(chunk, payload)
-        event = prefix + _frame(repair_chunk(chunk, self._alias, payload, self._keep_extras))
+        event = prefix + frame(repair_chunk(chunk, self._alias, payload, self._keep_extras))
         if self._guard is not None and chunk.choices and self._watch(chunk.choices):
             return event + self._cut_tail(chunk)
         return event
 
-    def _note(self, choices: Sequence[_ChoiceLike]) -> None:
+    def _note(self, choices: Sequence[ChoiceLike]) -> None:
         """Note the first token (any generated text, reasoning or call) and a finish."""
         for choice in choices:
             if self.first_token_at is None:
@@ -411,7 +310,7 @@ class SseTransformer:
             if choice.finish_reason is not None:
                 self.saw_finish = True
 
-    def _watch(self, choices: Sequence[_ChoiceLike]) -> bool:
+    def _watch(self, choices: Sequence[ChoiceLike]) -> bool:
         """Feed the content deltas to the guards; True when one trips (the stream ends)."""
         settings = self._guard
         assert settings is not None
@@ -438,9 +337,7 @@ class SseTransformer:
         self._deltas += sum(1 for choice in chunk.choices if choice.delta.content)
         out = content_filter.apply(chunk)
         event = (
-            b""
-            if out is None
-            else _frame(repair_chunk(out, self._alias, source, self._keep_extras))
+            b"" if out is None else frame(repair_chunk(out, self._alias, source, self._keep_extras))
         )
         if content_filter.hit:
             self.filtered = True
@@ -463,7 +360,7 @@ class SseTransformer:
             chunk = ChatCompletionChunk(
                 id=last.id, created=last.created, model=self._alias, choices=choices
             )
-            event = _frame(repair_chunk(chunk, self._alias))
+            event = frame(repair_chunk(chunk, self._alias))
         if content_filter.hit:
             self.filtered = True
             return event + self._cut_tail(
@@ -474,7 +371,7 @@ class SseTransformer:
 
     def _cut_tail(
         self,
-        chunk: _ChunkLike,
+        chunk: ChunkLike,
         finish: bytes = b"length",
         field: bytes = GUARD_FIELD,
         indices: Sequence[int] | None = None,
@@ -490,7 +387,7 @@ class SseTransformer:
             b'{"index":%d,"delta":{},"logprobs":null,"finish_reason":"%s"}' % (index, finish)
             for index in (sorted(self._guards) if indices is None else indices)
         )
-        events = [_frame(head + b',"choices":[' + finishes + b"]" + field + b"}")]
+        events = [frame(head + b',"choices":[' + finishes + b"]" + field + b"}")]
         completion = self._deltas
         prompt = self.usage.prompt_tokens if self.usage is not None else self._prompt_estimate
         self.usage = Usage(
@@ -498,7 +395,7 @@ class SseTransformer:
         )
         if self._client_wants_usage:
             events.append(
-                _frame(head + b',"choices":[],"usage":' + _encoder.encode(self.usage) + b"}")
+                frame(head + b',"choices":[],"usage":' + _encoder.encode(self.usage) + b"}")
             )
         events.append(DONE_EVENT)
         self.saw_finish = self.saw_done = True
