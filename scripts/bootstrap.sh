@@ -6,8 +6,10 @@ cd "$(dirname "$0")/.."
 
 UV_VERSION="0.13.8"
 # redis-server and prometheus (with promtool): the tests start their own, on free ports (the
-# packages' services are not started).
-DEBIAN_PACKAGES=(${TIERGATE_DEBIAN_PACKAGES:-redis-server prometheus})
+# packages' services are not started). postgresql: the records tests use the server on
+# 127.0.0.1:5432 where one runs, else start their own from its binaries (initdb). chromium:
+# the browser the web chat's tests drive (Playwright's own download does not work here).
+DEBIAN_PACKAGES=(${TIERGATE_DEBIAN_PACKAGES:-redis-server prometheus postgresql chromium})
 
 log() { echo "bootstrap: $*" >&2; }
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import unquote
 
 import msgspec
 
@@ -62,6 +64,18 @@ async def test_anonymous_answers_are_grounded_with_sources(
                 "/v1/chat/completions", json=chat_body(messages=QUESTION, stream=True)
             )
             assert stream.headers["x-tiergate-sources"] == "limits.md#0"
+            # A stream has no body field to carry them: the web chat reads this header.
+            listed = json.loads(unquote(stream.headers["x-tiergate-source-list"]))
+            assert listed == [
+                {
+                    "n": 1,
+                    "id": "limits.md#0",
+                    "title": "Limits",
+                    "heading_path": listed[0]["heading_path"],
+                    "source": listed[0]["source"],
+                }
+            ]
+            assert listed[0]["source"].endswith("limits.md")
             assert stream.text.endswith("data: [DONE]\n\n")
             validate_sse(stream.content)
 

@@ -32,7 +32,8 @@ _EXPOSED = (
     "x-request-id, retry-after, x-ratelimit-limit-requests, x-ratelimit-remaining-requests, "
     "x-ratelimit-reset-requests, x-ratelimit-limit-tokens, x-ratelimit-remaining-tokens, "
     "x-ratelimit-reset-tokens, x-tiergate-tier, x-tiergate-model, x-tiergate-backend, "
-    "x-tiergate-max-tokens"
+    "x-tiergate-max-tokens, x-tiergate-upgrade, x-tiergate-grounding, x-tiergate-sources, "
+    "x-tiergate-source-list, x-tiergate-filter, x-tiergate-guard, x-tiergate-workload"
 )
 
 

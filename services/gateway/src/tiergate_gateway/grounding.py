@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from urllib.parse import quote
 from typing import Any
 
 import httpx
@@ -63,6 +64,10 @@ class Grounding:
     """The system message (instruction, then numbered sources) to put first."""
     sources_field: bytes = b""
     """`,"tiergate_sources":[…]`: added to a non-streaming answer's top level."""
+    source_list: str = ""
+    """`x-tiergate-source-list`: the sources as a streamed answer's client shows them — a
+    percent-encoded JSON array of `{n, id, title, heading_path, source}` (no text), in the
+    order they are cited as [n]."""
     relevance: float | None = None
     """The hits' relevance as retrieval scored it (None: no search answered)."""
 
@@ -70,6 +75,21 @@ class Grounding:
     def reason(self) -> str:
         """`grounded`, or the reason alone (`not_relevant`): the metrics' `status` label."""
         return self.status.rpartition("=")[2]
+
+
+def _source_list(sources: list[SearchHit]) -> str:
+    """The `x-tiergate-source-list` header's value (ASCII: percent-encoded UTF-8 JSON)."""
+    listed = [
+        {
+            "n": n,
+            "id": hit.id[:200],
+            "title": hit.title[:200],
+            "heading_path": [part[:200] for part in hit.heading_path[-3:]],
+            "source": hit.source[:300],
+        }
+        for n, hit in enumerate(sources, 1)
+    ]
+    return quote(_encode(listed), safe="")
 
 
 def _heading(hit: SearchHit) -> str:
@@ -133,6 +153,7 @@ class Grounder:
             "grounded",
             message=message,
             sources_field=b',"tiergate_sources":' + _encode(sources),
+            source_list=_source_list(sources),
             relevance=found.relevance,
         )
 

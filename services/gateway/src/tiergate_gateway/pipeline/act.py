@@ -137,6 +137,7 @@ class Act:
         if grounding.sources:
             ids = ", ".join(hit.id for hit in grounding.sources)
             exchange.record.add_header("x-tiergate-sources", ids)
+            exchange.record.add_header("x-tiergate-source-list", grounding.source_list)
 
     async def _held(
         self,
