@@ -134,14 +134,20 @@ def request_id(scope: Any) -> str:
     return request_record(scope).request_id
 
 
+_CSP = b"content-security-policy"
+
+
 def edge_hook(
     metrics: HttpMetrics, static_headers: Sequence[tuple[bytes, bytes]] = ()
 ) -> Callable[[Any, Any], Awaitable[None]]:
     """A Litestar `before_send` hook: request id header, status, finish on the last body.
 
-    `static_headers` go on every response (the security headers of `browser.py`).
+    `static_headers` go on every response (the security headers of `browser.py`); a
+    response that sets its own `Content-Security-Policy` (a page of the web chat) keeps it
+    instead of the API's.
     """
     fixed = list(static_headers)
+    fixed_but_csp = [(k, v) for k, v in fixed if k != _CSP]
 
     async def before_send(message: Any, scope: Any) -> None:
         if scope.get("type") != "http":
@@ -153,8 +159,9 @@ def edge_hook(
             record.status = message["status"]
             record.route = scope.get("path_template") or _mount_path(scope) or "unmatched"
             headers = list(message.get("headers", ()))
+            own_csp = any(key == _CSP for key, _ in headers)
             headers.append((_REQUEST_ID_HEADER_BYTES, record.request_id.encode("ascii")))
-            headers.extend(fixed)
+            headers.extend(fixed_but_csp if own_csp else fixed)
             headers.extend(record.extra_headers)
             message["headers"] = headers
         elif kind == "http.response.body" and not message.get("more_body", False):

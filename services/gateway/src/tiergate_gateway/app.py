@@ -50,6 +50,7 @@ from tiergate_gateway.settings import GatewaySettings, load, validate
 from tiergate_gateway.upstream.admission import Admission
 from tiergate_gateway.upstream.client import Upstream
 from tiergate_gateway.wake import WakeCoordinator
+from tiergate_gateway.web import WebFiles, web_routes
 from tiergate_runtime.app import service_app
 from tiergate_runtime.browser import security_headers
 from tiergate_runtime.clientip import TrustedProxies
@@ -205,6 +206,7 @@ def create_app(
                 gate, records, settings.auth.url, auth_proxy if settings.auth.proxy else None
             ),
             status_route(status_page, settings.status_cache_s),
+            *web_routes(WebFiles(settings.web)),
             moderations_route(gate, metrics, settings.max_body_bytes),
         ],
         registry=registry,

@@ -27,6 +27,7 @@ from tiergate_gateway.content_filter.settings import ContentFilterSettings
 from tiergate_gateway.guard import GuardSettings
 from tiergate_gateway.records.settings import RecordsSettings
 from tiergate_gateway.routing.table import RouteRule
+from tiergate_gateway.web import WebSettings
 from tiergate_proto.identity import Window
 from tiergate_runtime.browser import BrowserSettings
 from tiergate_runtime.clientip import check_networks
@@ -237,6 +238,7 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     rag: RagLink = msgspec.field(default_factory=RagLink)
     responses: ResponsesSettings = msgspec.field(default_factory=ResponsesSettings)
     records: RecordsSettings = msgspec.field(default_factory=RecordsSettings)
+    web: WebSettings = msgspec.field(default_factory=WebSettings)
     contact: Annotated[str, msgspec.Meta(max_length=500)] | None = None
     """How to reach a human (an e-mail address, a URL, a sentence), returned by
     `GET /v1/status` as `contact`; unset: null."""
