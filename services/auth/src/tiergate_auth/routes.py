@@ -40,13 +40,21 @@ from tiergate_runtime.clientip import TrustedProxies
 from tiergate_runtime.errors import ApiError, NotFound, Unauthorized
 from tiergate_state.access_tokens import AccessClaims
 
-__all__ = ["COOKIE_MODE_HEADER", "Context", "admin_routes", "internal_routes", "public_routes"]
+__all__ = [
+    "COOKIE_MODE_HEADER",
+    "Context",
+    "admin_routes",
+    "internal_routes",
+    "json_response",
+    "public_routes",
+    "require_token",
+]
 
 _encode = msgspec.json.Encoder().encode
 COOKIE_MODE_HEADER = "x-tiergate-session"
 
 
-def _json(value: object, status: int = 200) -> Response[bytes]:
+def json_response(value: object, status: int = 200) -> Response[bytes]:
     return Response(_encode(value), status_code=status, media_type="application/json")
 
 
@@ -60,7 +68,7 @@ def _bearer(request: Request[Any, Any, Any]) -> str | None:
     return token.strip()
 
 
-def _require_token(request: Request[Any, Any, Any], expected: str | None, what: str) -> None:
+def require_token(request: Request[Any, Any, Any], expected: str | None, what: str) -> None:
     if expected is None:
         raise NotFound(f"Unknown path: {request.method} {request.url.path}", code="unknown_url")
     token = _bearer(request)
@@ -136,7 +144,7 @@ class Context:
             tier=tokens.session.tier,
             store_chats=tokens.store_chats,
         )
-        response = _json(body)
+        response = json_response(body)
         if in_cookies:
             response.cookies.extend(self.session_cookies(tokens.access_token, tokens.refresh_token))
         response.headers["cache-control"] = "no-store"
@@ -159,7 +167,7 @@ def public_routes(ctx: Context) -> list[HTTPRouteHandler]:
     async def otp_start(request: Request[Any, Any, Any]) -> Response[bytes]:
         body = await read_struct(request, OtpStartRequest, ctx.limit)
         await ctx.service.otp.start(body.email, ctx.client_ip(request))
-        return _json(OtpStartResponse(), 202)
+        return json_response(OtpStartResponse(), 202)
 
     @post("/v1/auth/otp/verify", status_code=200)
     async def otp_verify(request: Request[Any, Any, Any]) -> Response[bytes]:
@@ -196,7 +204,7 @@ def public_routes(ctx: Context) -> list[HTTPRouteHandler]:
         if token is None:
             claims = await ctx.caller(request)
         await ctx.service.logout(token, claims)
-        response = _json({"status": "signed_out"})
+        response = json_response({"status": "signed_out"})
         if ctx.cookies.enabled:
             for name, path in (
                 (ctx.cookies.access_name, "/"),
@@ -209,7 +217,7 @@ def public_routes(ctx: Context) -> list[HTTPRouteHandler]:
     async def me(request: Request[Any, Any, Any]) -> Response[bytes]:
         claims = await ctx.caller(request)
         user = await ctx.service.user_of(claims)
-        return _json(
+        return json_response(
             UserInfo(sub=user.id, email=user.email, tier=user.tier, store_chats=user.store_chats)
         )
 
@@ -219,7 +227,7 @@ def public_routes(ctx: Context) -> list[HTTPRouteHandler]:
         body = await read_struct(request, ConsentRequest, ctx.limit)
         user, access = await ctx.service.set_consent(claims, body.store_chats)
         in_cookies = ctx.cookie_mode(request)
-        response = _json(
+        response = json_response(
             ConsentResponse(
                 store_chats=user.store_chats,
                 access_token=None if in_cookies else access,
@@ -244,28 +252,28 @@ def admin_routes(ctx: Context) -> list[HTTPRouteHandler]:
 
     @post("/v1/admin/keys", status_code=201)
     async def create_key(request: Request[Any, Any, Any]) -> Response[bytes]:
-        _require_token(request, ctx.settings.admin_token, "admin")
+        require_token(request, ctx.settings.admin_token, "admin")
         body = await read_struct(request, ApiKeyCreate, ctx.limit)
         key, info = await ctx.service.keys.create(body)
         actor = f"admin@{ctx.client_ip(request)}"
         await audit_best_effort(ctx.records, actor, "api_key.create", info.id)
-        return _json(ApiKeyCreated(key=key, info=info), 201)
+        return json_response(ApiKeyCreated(key=key, info=info), 201)
 
     @get("/v1/admin/keys")
     async def list_keys(request: Request[Any, Any, Any]) -> Response[bytes]:
-        _require_token(request, ctx.settings.admin_token, "admin")
-        return _json(ApiKeyList(data=await ctx.service.keys.list()))
+        require_token(request, ctx.settings.admin_token, "admin")
+        return json_response(ApiKeyList(data=await ctx.service.keys.list()))
 
     @delete("/v1/admin/keys/{key_id:str}", status_code=200)
     async def revoke_key(request: Request[Any, Any, Any], key_id: FromPath[str]) -> Response[bytes]:
-        _require_token(request, ctx.settings.admin_token, "admin")
+        require_token(request, ctx.settings.admin_token, "admin")
         if not await ctx.service.keys.revoke(key_id):
             raise NotFound(
                 f"No API key with id '{key_id[:64]}'.", param="key_id", code="key_not_found"
             )
         actor = f"admin@{ctx.client_ip(request)}"
         await audit_best_effort(ctx.records, actor, "api_key.revoke", key_id)
-        return _json({"id": key_id, "revoked": True})
+        return json_response({"id": key_id, "revoked": True})
 
     return [create_key, list_keys, revoke_key]
 
@@ -275,17 +283,17 @@ def internal_routes(ctx: Context) -> list[HTTPRouteHandler]:
 
     @post("/v1/internal/keys/lookup", status_code=200)
     async def lookup_key(request: Request[Any, Any, Any]) -> Response[bytes]:
-        _require_token(request, ctx.settings.internal_token, "internal")
+        require_token(request, ctx.settings.internal_token, "internal")
         body = await read_struct(request, KeyLookup, ctx.limit)
         record = await ctx.service.directory.api_key(body.digest)
         if record is None:
             raise NotFound("No such API key.", code="key_not_found")
         await ctx.service.directory.touch_api_key(body.digest)
-        return _json(record)
+        return json_response(record)
 
     @get("/v1/internal/sessions/{sid:str}")
     async def session_state(request: Request[Any, Any, Any], sid: FromPath[str]) -> Response[bytes]:
-        _require_token(request, ctx.settings.internal_token, "internal")
-        return _json(SessionState(active=await ctx.service.directory.session_active(sid)))
+        require_token(request, ctx.settings.internal_token, "internal")
+        return json_response(SessionState(active=await ctx.service.directory.session_active(sid)))
 
     return [lookup_key, session_state]

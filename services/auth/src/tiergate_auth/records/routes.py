@@ -21,7 +21,7 @@ from litestar.params import FromPath
 from litestar.response import Stream
 
 from tiergate_auth.records.repository import FeedbackFilter, Records
-from tiergate_auth.routes import Context, _json, _require_token
+from tiergate_auth.routes import Context, json_response, require_token
 from tiergate_proto.records import (
     ChatExport,
     ChatPage,
@@ -105,29 +105,29 @@ def _internal(ctx: Context) -> list[HTTPRouteHandler]:
 
     @post("/v1/internal/chats", status_code=200, request_max_body_size=chat_limit)
     async def store_chat(request: Request[Any, Any, Any]) -> Response[bytes]:
-        _require_token(request, ctx.settings.internal_token, "internal")
+        require_token(request, ctx.settings.internal_token, "internal")
         records = _records(ctx)
         record = await read_struct(request, ChatRecord, chat_limit)
         users = ctx.service.users
         user = await users.by_id(record.subject)
         if user is None or not user.store_chats:
-            return _json(ChatStored(stored=False))
+            return json_response(ChatStored(stored=False))
         await records.store_chat(record)
         # A withdrawal clears the flag, then erases: if it cleared it before our insert
         # committed, its erase may have missed the row. Looking again closes that gap.
         again = await users.by_id(record.subject)
         if again is None or not again.store_chats:
             await records.erase_answer(record.subject, record.answer_id)
-            return _json(ChatStored(stored=False))
-        return _json(ChatStored(stored=True))
+            return json_response(ChatStored(stored=False))
+        return json_response(ChatStored(stored=True))
 
     @put("/v1/internal/feedback", status_code=200)
     async def put_feedback(request: Request[Any, Any, Any]) -> Response[bytes]:
-        _require_token(request, ctx.settings.internal_token, "internal")
+        require_token(request, ctx.settings.internal_token, "internal")
         records = _records(ctx)
         record = await read_struct(request, FeedbackRecord, ctx.limit)
         created_at, replaced = await records.put_feedback(record)
-        return _json({"created_at": created_at, "replaced": replaced})
+        return json_response({"created_at": created_at, "replaced": replaced})
 
     return [store_chat, put_feedback]
 
@@ -149,7 +149,7 @@ def _public(ctx: Context) -> list[HTTPRouteHandler]:
                 code="invalid_cursor",
             )
         data, has_more = page
-        return _json(
+        return json_response(
             ChatPage(
                 data=data,
                 has_more=has_more,
@@ -170,7 +170,7 @@ def _public(ctx: Context) -> list[HTTPRouteHandler]:
             store_chats=user.store_chats,
             chats=await records.chats_of(claims.sub),
         )
-        response = _json(export)
+        response = json_response(export)
         response.headers["content-disposition"] = 'attachment; filename="tiergate-chats.json"'
         response.headers["cache-control"] = "no-store"
         return response
@@ -179,7 +179,7 @@ def _public(ctx: Context) -> list[HTTPRouteHandler]:
     async def erase_all(request: Request[Any, Any, Any]) -> Response[bytes]:
         claims = await ctx.caller(request)
         deleted = await _records(ctx).erase_chats(claims.sub)
-        return _json(ChatsErased(deleted=deleted))
+        return json_response(ChatsErased(deleted=deleted))
 
     @delete("/v1/me/chats/{conversation_id:str}", status_code=200)
     async def erase_conversation(
@@ -198,7 +198,7 @@ def _public(ctx: Context) -> list[HTTPRouteHandler]:
                 param="conversation_id",
                 code="conversation_not_found",
             )
-        return _json(ChatsErased(deleted=deleted))
+        return json_response(ChatsErased(deleted=deleted))
 
     return [list_chats, export_chats, erase_all, erase_conversation]
 
@@ -209,14 +209,14 @@ def _admin(ctx: Context) -> list[HTTPRouteHandler]:
 
     @get("/v1/admin/feedback")
     async def list_feedback(request: Request[Any, Any, Any]) -> Response[bytes]:
-        _require_token(request, ctx.settings.admin_token, "admin")
+        require_token(request, ctx.settings.admin_token, "admin")
         records = _records(ctx)
         filters = _feedback_filter(request)
         limit = _limit(request)
         after = _int(request, "after", 1, _MAX_TIME)
         await records.audit(actor(request), "feedback.list", None, _detail(filters, after))
         data, has_more = await records.feedback_page(filters, limit, after)
-        return _json(
+        return json_response(
             FeedbackPage(
                 data=data,
                 has_more=has_more,
@@ -227,7 +227,7 @@ def _admin(ctx: Context) -> list[HTTPRouteHandler]:
 
     @get("/v1/admin/feedback/export")
     async def export_feedback(request: Request[Any, Any, Any]) -> Stream:
-        _require_token(request, ctx.settings.admin_token, "admin")
+        require_token(request, ctx.settings.admin_token, "admin")
         records = _records(ctx)
         filters = _feedback_filter(request)
         await records.audit(actor(request), "feedback.export", None, _detail(filters, None))
