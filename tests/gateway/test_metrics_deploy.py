@@ -277,7 +277,9 @@ async def test_a_refused_request_is_rate_limited_and_never_decided(
     settings = deploy_settings(engine, redis_server.url, tiers=tiers)
     async with running(settings, engine) as gateway:
         assert (await gateway.client.post(CHAT, json=chat_body())).status_code == 200
-        before = await scrape(gateway)
+        # A request is counted when its handler ends, just after its last byte went out.
+        ok = ("chat", "anonymous", "ok")
+        before = await _until(gateway, lambda text: series(text, *REQUESTS).get(ok, 0) >= 1)
         refused = await gateway.client.post(CHAT, json=chat_body(stream=True))
         assert refused.status_code == 429
         after = await scrape(gateway)

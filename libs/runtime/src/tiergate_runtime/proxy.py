@@ -25,7 +25,13 @@ from litestar.response import Stream
 
 from tiergate_runtime.edge import REQUEST_ID_HEADER, AccessRecord, request_record
 from tiergate_runtime.errors import NotFound
-from tiergate_runtime.upstream import ClientGone, transport_error, unless_client_leaves
+from tiergate_runtime.upstream import (
+    TRANSPORT_ERRORS,
+    ClientGone,
+    as_transport_error,
+    transport_error,
+    unless_client_leaves,
+)
 
 __all__ = ["HOP_BY_HOP", "ReverseProxy", "UpstreamBrokeOff", "safe_path"]
 
@@ -139,8 +145,8 @@ class ReverseProxy:
             if on_finish is not None:
                 on_finish()
             return Response(b"", status_code=499)  # nobody reads it; the log says what happened
-        except httpx.HTTPError as exc:
-            error, _ = transport_error(self.name, exc)
+        except TRANSPORT_ERRORS as exc:
+            error, _ = transport_error(self.name, as_transport_error(exc))
             raise error from exc
         out_headers = {
             k: v

@@ -17,7 +17,14 @@ from litestar import Request
 
 from tiergate_runtime.errors import ApiError, BadGateway, GatewayTimeout, ServiceUnavailable
 
-__all__ = ["ClientGone", "TransportKind", "transport_error", "unless_client_leaves"]
+__all__ = [
+    "TRANSPORT_ERRORS",
+    "ClientGone",
+    "TransportKind",
+    "as_transport_error",
+    "transport_error",
+    "unless_client_leaves",
+]
 
 T = TypeVar("T")
 TransportKind = Literal["connect", "timeout", "protocol"]
@@ -25,6 +32,20 @@ TransportKind = Literal["connect", "timeout", "protocol"]
 
 class ClientGone(Exception):
     """The client disconnected before the answer was ready."""
+
+
+TRANSPORT_ERRORS = (httpx.HTTPError, AttributeError)
+"""What a call through httpx raises when the upstream gave no answer. AttributeError: with
+httpcore 1.0 over anyio, an upstream that dies while the connection is being set up leaves
+anyio's socket without its raw socket, and `getpeername` on None escapes instead of a
+ConnectError (seen when an engine was killed mid-request). `as_transport_error` maps it."""
+
+
+def as_transport_error(exc: BaseException) -> httpx.HTTPError:
+    """`exc` (one of TRANSPORT_ERRORS) as an httpx error: the connect race is a ConnectError."""
+    if isinstance(exc, httpx.HTTPError):
+        return exc
+    return httpx.ConnectError("the connection closed while it was being set up")
 
 
 def transport_error(name: str, exc: httpx.HTTPError) -> tuple[ApiError, TransportKind]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 from litestar import Request, Response, post, route
 from litestar.datastructures import State
 from litestar.handlers import HTTPRouteHandler
@@ -25,7 +24,13 @@ from tiergate_runtime.edge import REQUEST_ID_HEADER, request_record
 from tiergate_runtime.errors import NotFound, ServiceUnavailable
 from tiergate_runtime.health import OK_BODY
 from tiergate_runtime.proxy import ReverseProxy
-from tiergate_runtime.upstream import ClientGone, transport_error, unless_client_leaves
+from tiergate_runtime.upstream import (
+    TRANSPORT_ERRORS,
+    ClientGone,
+    as_transport_error,
+    transport_error,
+    unless_client_leaves,
+)
 
 __all__ = ["embedding_routes"]
 
@@ -64,8 +69,8 @@ def embedding_routes(
         except ClientGone:
             record.outcome = "client_disconnected"
             return Response(b"", status_code=499)  # nobody reads it; the log says what happened
-        except httpx.HTTPError as exc:
-            error, _ = transport_error("cpu-llm embedding", exc)
+        except TRANSPORT_ERRORS as exc:  # the connect race included (see there)
+            error, _ = transport_error("cpu-llm embedding", as_transport_error(exc))
             raise error from exc
         if answer.status_code != 200:
             raise engine_error(answer.status_code, answer.content, limits)
