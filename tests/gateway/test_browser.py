@@ -87,3 +87,32 @@ async def test_other_origins_may_not_mutate_or_send_credentials(engine: FakeEngi
         assert "access-control-allow-origin" not in plain_get.headers
         chats = [r for r in engine.requests if r.path == "/v1/chat/completions"]
         assert chats == []
+
+
+async def test_the_gateways_own_page_is_same_origin(engine: FakeEngine) -> None:
+    """The web chat served at / posts with an Origin of the host it posts to."""
+    async with running(settings(engine), engine) as gateway:
+        host = gateway.url.removeprefix("http://")
+        for origin in (f"http://{host}", f"https://{host}"):  # a TLS proxy in front
+            own = await gateway.client.post(
+                "/v1/chat/completions",
+                json=chat_body(),
+                headers={"origin": origin, "cookie": "x=1"},
+            )
+            assert own.status_code == 200, own.text
+            assert "access-control-allow-origin" not in own.headers  # not a CORS answer
+        # Another port on the same host is another origin.
+        other_port = await gateway.client.post(
+            "/v1/chat/completions",
+            json=chat_body(),
+            headers={"origin": "http://127.0.0.1:1"},
+        )
+        assert other_port.status_code == 403
+        # A Host that names the attacker's site does not make its Origin ours either: a
+        # browser sends the Host of the URL it fetches, and that is this gateway's.
+        spoofed = await gateway.client.post(
+            "/v1/chat/completions",
+            json=chat_body(),
+            headers={"origin": "https://evil.example", "host": "gateway.example"},
+        )
+        assert spoofed.status_code == 403

@@ -129,6 +129,8 @@ def mesh(web_dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[M
                 "TIERGATE_GATEWAY_AUTH__INTERNAL_TOKEN": INTERNAL,
                 "TIERGATE_GATEWAY_AUTH__ACCESS_COOKIE": "tg_access",
                 "TIERGATE_GATEWAY_WEB__DIST_DIR": str(web_dist),
+                # Each browser context is its own visitor (X-Forwarded-For from the test).
+                "TIERGATE_GATEWAY_TRUSTED_PROXIES": '["127.0.0.1/32"]',
                 "TIERGATE_GATEWAY_BACKENDS": json.dumps(
                     {
                         "cpu": {"base_url": f"{cpu_url}/v1", "kind": "vllm"},

@@ -172,7 +172,7 @@ export class Api {
   status(): Promise<Status> {
     return this.call<Status>("/v1/status");
   }
-  models(): Promise<{ data: { id: string }[] }> {
+  models(): Promise<{ data: { id: string; capabilities?: { chat?: boolean } }[] }> {
     return this.call("/v1/models");
   }
   feedback(id: string, rating: "up" | "down", flag: string | null): Promise<unknown> {

@@ -28,7 +28,8 @@ const marked = new Marked({
 });
 
 const purify = DOMPurify(window);
-purify.setConfig({
+// Passed on every call: after setConfig() DOMPurify would ignore per-call options.
+const CONFIG = {
   ALLOWED_TAGS: [
     "p", "br", "strong", "em", "del", "s", "code", "pre", "blockquote", "ul", "ol", "li",
     "a", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "table", "thead", "tbody", "tr", "th", "td",
@@ -37,7 +38,8 @@ purify.setConfig({
   ALLOWED_ATTR: ["href", "title", "class", "start", "align"],
   ALLOW_DATA_ATTR: false,
   ALLOWED_URI_REGEXP: /^(?:https?:|mailto:)/i,
-});
+  RETURN_DOM_FRAGMENT: true as const,
+};
 purify.addHook("afterSanitizeAttributes", (node) => {
   if (node.nodeName === "A") {
     if (!node.getAttribute("href")) node.removeAttribute("href");
@@ -57,7 +59,7 @@ export interface RenderLabels {
 /** Renders one answer; `sources` are the citation numbers that exist under this answer. */
 export function renderMarkdown(text: string, sources: ReadonlySet<number>, labels: RenderLabels): DocumentFragment {
   const html = marked.parse(text) as string;
-  const frag = purify.sanitize(html, { RETURN_DOM_FRAGMENT: true });
+  const frag = purify.sanitize(html, CONFIG);
   if (sources.size) linkCitations(frag, sources, labels);
   for (const pre of Array.from(frag.querySelectorAll("pre"))) {
     const wrap = document.createElement("div");

@@ -17,15 +17,20 @@ interface RawChunk {
   error?: { message: string; code?: string | null; type?: string };
 }
 
-/** Yields one parsed chunk per `data:` event until `[DONE]` or the end of the body. */
+/** The body ended without `[DONE]`: the connection dropped (a close-delimited response ends
+ * "cleanly" even when the gateway or the network died mid-answer). */
+export class StreamCut extends Error {}
+
+/** Yields one parsed chunk per `data:` event until `[DONE]`; throws StreamCut if it never came. */
 export async function* sseChunks(stream: ReadableStream<Uint8Array>): AsyncGenerator<ChunkEvent> {
-  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+  const reader = stream.getReader();
+  const decoder = new TextDecoder();
   let buf = "";
   try {
     for (;;) {
       const { value, done } = await reader.read();
-      if (done) break;
-      buf += value;
+      if (done) throw new StreamCut("stream ended before [DONE]");
+      buf += decoder.decode(value, { stream: true });
       let cut: RegExpExecArray | null;
       while ((cut = /\r?\n\r?\n/.exec(buf))) {
         const block = buf.slice(0, cut.index);

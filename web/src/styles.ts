@@ -17,7 +17,7 @@ export const styles = css`
     --warn-fg: #4a3500;
     --err-bg: #fde7e7;
     --err-fg: #7a1111;
-    --focus: #b3261e;
+    --focus: #6b2fbf;
     display: block;
     height: 100%;
     font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
@@ -37,7 +37,7 @@ export const styles = css`
       --warn-fg: #ffe3a1;
       --err-bg: #4a1c1c;
       --err-fg: #ffd2d2;
-      --focus: #ffb4ab;
+      --focus: #d0b0ff;
     }
   }
   :host([mode="bubble"]:not([open])) .chat {
@@ -135,6 +135,7 @@ export const styles = css`
   }
   .log {
     flex: 1 1 auto;
+    min-height: 6rem;
     overflow-y: auto;
     padding: 0.75rem;
     margin: 0;
@@ -253,6 +254,15 @@ export const styles = css`
     min-height: 1.8rem;
     padding: 0.1rem 0.5rem;
   }
+  .icon {
+    width: 1rem;
+    height: 1rem;
+    fill: currentColor;
+    vertical-align: middle;
+  }
+  .icon.flip {
+    transform: rotate(180deg);
+  }
   details.flag {
     position: relative;
   }
@@ -316,12 +326,16 @@ export const styles = css`
     border-radius: 6px;
     background: var(--bg);
   }
-  .account {
-    padding: 0.6rem 0.75rem;
+  tiergate-account {
+    display: block;
+    flex: 0 1 auto;
+    max-height: 55%;
+    overflow-y: auto;
     border-bottom: 1px solid var(--border);
     background: var(--panel);
-    max-height: 50%;
-    overflow-y: auto;
+  }
+  .account {
+    padding: 0.6rem 0.75rem;
     font-size: 0.9rem;
   }
   .account h2 {

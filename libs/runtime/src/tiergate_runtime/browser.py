@@ -8,8 +8,10 @@
   an answer to a preflight; a preflight from any other origin is a 403 envelope.
 - A request that carries an `Origin` not on the allowlist is refused (403) when it is
   mutating (not GET/HEAD/OPTIONS) or credentialed (cookies): a page on another site cannot
-  make a signed-in browser spend its quota or change its session. Requests without `Origin`
-  (servers, SDKs, curl) are not browsers' cross-site requests and pass.
+  make a signed-in browser spend its quota or change its session. A request whose `Origin`
+  is the host it was sent to (the gateway's own web chat at `/`) is same-origin and passes.
+  Requests without `Origin` (servers, SDKs, curl) are not browsers' cross-site requests and
+  pass.
 """
 
 from __future__ import annotations
@@ -66,6 +68,18 @@ def security_headers(settings: BrowserSettings) -> list[tuple[bytes, bytes]]:
     return headers
 
 
+def _same_origin(origin: str, host: bytes | None) -> bool:
+    """Whether `Origin` names the host the request was sent to (a page of this service).
+
+    A browser sets both and a page cannot forge either: a page on another site sends its
+    own origin to our host, which differs. Compared without the scheme (a TLS proxy in front
+    makes the request plain HTTP here); default ports are left out by both."""
+    if host is None:
+        return False
+    _, _, netloc = origin.partition("://")
+    return netloc == host.decode("latin-1").lower()
+
+
 def _header(scope: Scope, name: bytes) -> bytes | None:
     for key, value in scope.get("headers", ()):
         if key == name:
@@ -103,7 +117,12 @@ def browser_guard(settings: BrowserSettings) -> Callable[[ASGIApp], ASGIApp]:
             if origin is None:
                 await app(scope, receive, send)
                 return
-            is_allowed = origin.decode("latin-1").rstrip("/").lower() in allowed
+            origin_text = origin.decode("latin-1").rstrip("/").lower()
+            if _same_origin(origin_text, _header(scope, b"host")):
+                # The gateway's own page (the web chat at /): not a cross-origin request.
+                await app(scope, receive, send)
+                return
+            is_allowed = origin_text in allowed
             method = scope.get("method", "GET")
             record = request_record(scope)
             vary = [(b"vary", b"Origin")]

@@ -75,11 +75,15 @@ class ReverseProxy:
         name: str,
         *,
         drop_response_headers: Iterable[str] = (),
+        drop_request_headers: Iterable[str] = (),
     ) -> None:
-        """`drop_response_headers`: upstream headers not relayed (ones we set ourselves)."""
+        """`drop_response_headers`: upstream headers not relayed (ones we set ourselves);
+        `drop_request_headers`: the client's headers not forwarded (ones this edge already
+        acted on)."""
         self._client = client
         self.name = name
         self._drop = HOP_BY_HOP | {"content-type"} | {h.lower() for h in drop_response_headers}
+        self._drop_request = frozenset(h.lower() for h in drop_request_headers)
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -125,7 +129,9 @@ class ReverseProxy:
         if not safe_path(path, request.scope.get("raw_path") or path.encode()):
             raise NotFound(f"Unknown path: {request.method} {path[:200]}", code="unknown_url")
         record = request_record(request.scope)
-        drop = HOP_BY_HOP if client_ip is None else HOP_BY_HOP | {"x-forwarded-for"}
+        drop = HOP_BY_HOP | self._drop_request
+        if client_ip is not None:
+            drop |= {"x-forwarded-for"}
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in drop]
         headers.append((REQUEST_ID_HEADER, record.request_id))
         if client_ip is not None:

@@ -363,6 +363,9 @@ def _auth_proxy(settings: GatewaySettings, client: httpx.AsyncClient) -> Reverse
             "access-control-allow-credentials",
             "access-control-expose-headers",
         ],
+        # This edge checked the browser's Origin (same origin, or the allowlist); the auth
+        # service behind it would see another host and refuse a page it never served.
+        drop_request_headers=["origin"],
     )
 
 

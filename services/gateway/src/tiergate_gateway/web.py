@@ -7,10 +7,11 @@ chunks beside it). They are read once when the app is created and served from me
 - `/` (GET, HEAD): the page, under its own Content-Security-Policy — the API's
   `default-src 'none'` plus scripts, styles, images and connections from this origin only;
   no inline script or style, nothing third-party. `no-cache` with an ETag.
-- `/widget/<name>`: the loader `no-cache` (so a new build reaches embedding sites at once),
-  hashed chunks `immutable` for a year. A module script is fetched in CORS mode, so a site on
-  another origin can embed it: `Access-Control-Allow-Origin: *` and
-  `Cross-Origin-Resource-Policy: cross-origin` (public files, never credentials).
+- `/widget/<name>`: the loader and other unhashed files (`page.css`) `no-cache` (so a new
+  build reaches embedding sites at once), hashed chunks `immutable` for a year. A module
+  script is fetched in CORS mode, so a site on another origin can embed it:
+  `Access-Control-Allow-Origin: *` and `Cross-Origin-Resource-Policy: cross-origin` (public
+  files, never credentials).
 - A directory that was not built: both answer 404 `web_not_built`, naming the command.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,8 @@ _TYPES = {
     ".html": "text/html",
 }
 _ACAO = b"access-control-allow-origin"
+_HASHED = re.compile(r"-[A-Za-z0-9_-]{8}\.(?:js|css)$")
+"""A name the build gave a content hash (`app-0WX4UFIU.js`): never changes, cached a year."""
 _MAX_FILES = 200
 _MAX_FILE_BYTES = 4 * 1024 * 1024
 
@@ -84,7 +88,7 @@ class WebFiles:
         files = sorted(p for p in (root / "widget").rglob("*") if p.is_file())[:_MAX_FILES]
         for path in files:
             name = path.relative_to(root / "widget").as_posix()
-            self.widget[name] = _read(path, immutable=name != "widget.js")
+            self.widget[name] = _read(path, immutable=_HASHED.search(name) is not None)
 
     @property
     def built(self) -> bool:
