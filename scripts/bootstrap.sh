@@ -72,22 +72,6 @@ fi
 # Never download a Python build: use the machine's 3.11.
 UV_PYTHON_DOWNLOADS=never "$UV" sync --frozen --python "$PYTHON" >&2
 
-# The web chat (web/): npm ci from the committed lockfile, then the build the gateway serves
-# (web/dist). Both skipped while nothing they read changed (a stamp of their inputs).
-if [ -f web/package-lock.json ]; then
-  command -v npm >/dev/null || apt_install nodejs npm
-  stamp="$(cat web/package.json web/package-lock.json | sha256sum | cut -c1-16)"
-  if [ "$(cat web/node_modules/.tiergate-stamp 2>/dev/null)" != "$stamp" ]; then
-    log "installing the web chat's npm packages (web/package-lock.json)"
-    npm ci --prefix web --no-audit --no-fund --loglevel=error >&2
-    echo "$stamp" > web/node_modules/.tiergate-stamp
-  fi
-  inputs="$(find web -path web/node_modules -prune -o -path web/dist -prune -o -type f -print \
-    | LC_ALL=C sort | xargs cat | sha256sum | cut -c1-16)"
-  if [ "$(cat web/dist/.tiergate-stamp 2>/dev/null)" != "$inputs" ]; then
-    log "building the web chat (web/dist)"
-    npm run --prefix web build --silent >&2
-    echo "$inputs" > web/dist/.tiergate-stamp
-  fi
-fi
+# The web chat (web/): npm packages from the lockfile and the build the gateway serves.
+scripts/web-build.sh
 echo "$UV"

@@ -45,6 +45,13 @@ if ! docker buildx version >/dev/null 2>&1; then
   exit 1
 fi
 
+# The gateway image serves the web chat: built here from the committed lockfile (as
+# `make setup` does; a no-op when web/dist is current), then copied in (web/dist).
+# TIERGATE_SKIP_WEB_BUILD=1: web/dist was built by an earlier step of the pipeline.
+case " ${selected[*]} " in
+  *" gateway "*) [ -n "${TIERGATE_SKIP_WEB_BUILD:-}" ] || scripts/web-build.sh ;;
+esac
+
 registry="${TIERGATE_REGISTRY:-ghcr.io/tiergate}"
 registry="${registry%/}"
 tag="${TIERGATE_TAG:-$(git describe --always --dirty 2>/dev/null || echo 0.1.0)}"

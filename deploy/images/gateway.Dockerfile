@@ -64,6 +64,9 @@ RUN groupadd --system --gid 10001 tiergate \
 # Owned by root: the service cannot change its own code or config.
 COPY --from=builder /app/.venv /app/.venv
 COPY config/gateway.toml /etc/tiergate/gateway.toml
+# The web chat, built before the image (deploy/images/build.sh, or `make setup`): the page at
+# / and the widget under /widget/.
+COPY web/dist /app/web
 WORKDIR /app
 # HOME=/tmp: anything a library writes under ~ lands in the one writable tmpfs (tiergate itself
 # writes nothing there). Bytecode was compiled at build time; nothing is written next to it.
@@ -72,6 +75,7 @@ ENV PATH=/app/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     TIERGATE_GATEWAY_CONFIG=/etc/tiergate/gateway.toml \
+    TIERGATE_GATEWAY_WEB__DIST_DIR=/app/web \
     TIERGATE_GATEWAY_SERVER__HOST=0.0.0.0
 USER 10001:10001
 EXPOSE 8080
