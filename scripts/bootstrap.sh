@@ -72,6 +72,8 @@ fi
 # Never download a Python build: use the machine's 3.11.
 UV_PYTHON_DOWNLOADS=never "$UV" sync --frozen --python "$PYTHON" >&2
 
-# The web chat (web/): npm packages from the lockfile and the build the gateway serves.
+# The web chat (web/): npm packages from the lockfile and the build the gateway serves. Node
+# 20 or newer (Vite 8): these machines have it; Debian's own nodejs package is older.
+if [ -f web/package-lock.json ] && ! command -v npm >/dev/null; then apt_install nodejs npm; fi
 scripts/web-build.sh
 echo "$UV"

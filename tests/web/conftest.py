@@ -14,15 +14,17 @@ import shutil
 import socket
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, Route, async_playwright, expect
 
 from tiergate_auth.sink import MailSink
+from tiergate_gateway.web import PAGE_CSP
 from tiergate_testkit.ports import free_port
 from tiergate_testkit.services import ServiceProcess
 from tiergate_testkit.waiting import wait_until
@@ -50,6 +52,8 @@ class Mesh:
     sink: MailSink
     gpu_url: str
     cpu_url: str
+    gateway_env: dict[str, str] = field(default_factory=dict)
+    """The gateway's environment, for a test that starts a variant of it."""
 
     @property
     def url(self) -> str:
@@ -91,6 +95,63 @@ def _fake_engine(port: int, *args: str) -> subprocess.Popen[bytes]:
     )
 
 
+def gateway_env(auth_url: str, cpu_url: str, gpu_url: str, web_dist: Path) -> dict[str, str]:
+    """The mesh gateway's environment (a test may start a second gateway with a variant)."""
+    return {
+        "PYTHONUNBUFFERED": "1",
+        "TIERGATE_GATEWAY_AUTH__URL": auth_url,
+        "TIERGATE_GATEWAY_AUTH__PEPPER": PEPPER,
+        "TIERGATE_GATEWAY_AUTH__INTERNAL_TOKEN": INTERNAL,
+        "TIERGATE_GATEWAY_AUTH__ACCESS_COOKIE": "tg_access",
+        "TIERGATE_GATEWAY_WEB__DIST_DIR": str(web_dist),
+        # Each browser context is its own visitor (X-Forwarded-For from the test).
+        "TIERGATE_GATEWAY_TRUSTED_PROXIES": '["127.0.0.1/32"]',
+        "TIERGATE_GATEWAY_BACKENDS": json.dumps(
+            {
+                "cpu": {"base_url": f"{cpu_url}/v1", "kind": "vllm"},
+                "gpu": {
+                    "base_url": f"{gpu_url}/v1",
+                    "kind": "vllm",
+                    "required_for_ready": False,
+                    "connect_retries": 0,
+                    "wake": {"url": f"{gpu_url}/_fake/wake", "probe_interval_s": 0.2},
+                },
+            }
+        ),
+        "TIERGATE_GATEWAY_MODELS": json.dumps(
+            [
+                {"id": SMALL, "backend": "cpu", "engine_model": "engine-small"},
+                {"id": LARGE, "backend": "gpu", "engine_model": "engine-large"},
+                {
+                    "id": "tiergate",
+                    "backend": "cpu",
+                    "engine_model": "engine-small",
+                    "routed": True,
+                },
+            ]
+        ),
+        "TIERGATE_GATEWAY_ROUTES": json.dumps(
+            [
+                {"tier": "anonymous", "models": [SMALL]},
+                {"models": [LARGE, SMALL], "when_cold": "cpu_first"},
+            ]
+        ),
+        "TIERGATE_GATEWAY_TIERS": json.dumps(
+            {
+                "anonymous": {
+                    # LARGE is listed so that /v1/status (which names the anonymous tier's
+                    # models only) shows its wake; the anonymous route still sends
+                    # `tiergate` to SMALL.
+                    "models": [SMALL, "tiergate", LARGE],
+                    "max_tokens": 300,
+                    "requests": {"limit": ANONYMOUS_REQUESTS, "window_s": 900},
+                },
+                "user": {"models": ["*"]},
+            }
+        ),
+    }
+
+
 @pytest.fixture(scope="session")
 def web_dist() -> Path:
     if not (DIST / "widget" / "widget.js").is_file() or not (DIST / "index.html").is_file():
@@ -122,58 +183,16 @@ def mesh(web_dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[M
             "TIERGATE_AUTH_DATABASE__UPGRADE_ON_START": "true",
         }
         with ServiceProcess("tiergate_auth", "TIERGATE_AUTH_", auth_env) as auth:
-            env = {
-                "PYTHONUNBUFFERED": "1",
-                "TIERGATE_GATEWAY_AUTH__URL": auth.base_url,
-                "TIERGATE_GATEWAY_AUTH__PEPPER": PEPPER,
-                "TIERGATE_GATEWAY_AUTH__INTERNAL_TOKEN": INTERNAL,
-                "TIERGATE_GATEWAY_AUTH__ACCESS_COOKIE": "tg_access",
-                "TIERGATE_GATEWAY_WEB__DIST_DIR": str(web_dist),
-                # Each browser context is its own visitor (X-Forwarded-For from the test).
-                "TIERGATE_GATEWAY_TRUSTED_PROXIES": '["127.0.0.1/32"]',
-                "TIERGATE_GATEWAY_BACKENDS": json.dumps(
-                    {
-                        "cpu": {"base_url": f"{cpu_url}/v1", "kind": "vllm"},
-                        "gpu": {
-                            "base_url": f"{gpu_url}/v1",
-                            "kind": "vllm",
-                            "required_for_ready": False,
-                            "connect_retries": 0,
-                            "wake": {"url": f"{gpu_url}/_fake/wake", "probe_interval_s": 0.2},
-                        },
-                    }
-                ),
-                "TIERGATE_GATEWAY_MODELS": json.dumps(
-                    [
-                        {"id": SMALL, "backend": "cpu", "engine_model": "engine-small"},
-                        {"id": LARGE, "backend": "gpu", "engine_model": "engine-large"},
-                        {
-                            "id": "tiergate",
-                            "backend": "cpu",
-                            "engine_model": "engine-small",
-                            "routed": True,
-                        },
-                    ]
-                ),
-                "TIERGATE_GATEWAY_ROUTES": json.dumps(
-                    [
-                        {"tier": "anonymous", "models": [SMALL]},
-                        {"models": [LARGE, SMALL], "when_cold": "cpu_first"},
-                    ]
-                ),
-                "TIERGATE_GATEWAY_TIERS": json.dumps(
-                    {
-                        "anonymous": {
-                            "models": [SMALL, "tiergate"],
-                            "max_tokens": 300,
-                            "requests": {"limit": ANONYMOUS_REQUESTS, "window_s": 900},
-                        },
-                        "user": {"models": ["*"]},
-                    }
-                ),
-            }
+            env = gateway_env(auth.base_url, cpu_url, gpu_url, web_dist)
             with ServiceProcess("tiergate_gateway", "TIERGATE_GATEWAY_", env) as gateway:
-                yield Mesh(gateway=gateway, auth=auth, sink=sink, gpu_url=gpu_url, cpu_url=cpu_url)
+                yield Mesh(
+                    gateway=gateway,
+                    auth=auth,
+                    sink=sink,
+                    gpu_url=gpu_url,
+                    cpu_url=cpu_url,
+                    gateway_env=env,
+                )
     finally:
         for engine in engines:
             engine.terminate()
@@ -224,3 +243,45 @@ async def watched(context: BrowserContext) -> AsyncIterator[Watched]:
     violations = await watched.csp_violations() if not page.is_closed() else []
     assert violations == [], violations
     assert watched.unexpected_errors() == [], watched.console_errors
+
+
+def chat_page(widget_base: str, element: str, lang: str = "en") -> str:
+    """A host page with the widget: the loader from `widget_base` (`""`: the same origin)
+    and `element` (a `<tiergate-chat ...>` tag); no inline script or style."""
+    return (
+        f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8"><title>host</title>'
+        f'<link rel="stylesheet" href="{widget_base}/widget/page.css">'
+        f'<script type="module" src="{widget_base}/widget/widget.js"></script></head>'
+        f"<body><main>{element}</main></body></html>"
+    )
+
+
+async def serve_page(page: Page, url: str, html: str) -> None:
+    """`url` (on the gateway's origin) answers `html` under the gateway's own page CSP, so
+    the CSP watch of `watched` still holds for a page the test wrote."""
+
+    async def fulfil(route: Route) -> None:
+        await route.fulfill(
+            status=200,
+            content_type="text/html; charset=utf-8",
+            headers={"content-security-policy": PAGE_CSP},
+            body=html,
+        )
+
+    await page.route(url, fulfil)
+
+
+async def sign_in(page: Page, mesh: Mesh) -> str:
+    """Signs a fresh address in through the widget on the page already open (cookie mode)."""
+    email = f"web-{uuid.uuid4().hex[:8]}@example.org"
+    await page.get_by_test_id("account-toggle").click()
+    await page.get_by_test_id("signin-email").fill(email)
+    await page.get_by_test_id("signin-send-code").click()
+    await expect(page.get_by_test_id("signin-code")).to_be_visible()
+    code = mesh.sink.wait_for(email, 1, 10).code
+    assert code is not None
+    await page.get_by_test_id("signin-code").fill(code)
+    await page.get_by_test_id("signin-verify").click()
+    await expect(page.get_by_test_id("tier-label")).to_contain_text("Signed in")
+    await page.get_by_test_id("account-toggle").click()  # close the panel again
+    return email
