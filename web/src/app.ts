@@ -15,6 +15,7 @@ import { modelKind, renderBanner, renderHeader, renderStatusLine, type Banner } 
 import { sseChunks } from "./sse";
 import { loadConversation, saveConversation, setSignedInHint, signedInHint, uuid, type Turn } from "./store";
 import { styles } from "./styles";
+import { StatusPoller } from "./upgrade";
 
 export { modelKind };
 
@@ -64,7 +65,15 @@ export class TiergateChatApp extends LitElement {
   private controller: AbortController | undefined;
   private signedModel: string | undefined;
   private answers = new Answers(this, (id, rating, flag) => this.client.feedback(id, rating, flag));
-  private pollTimer: number | undefined;
+  private poller = new StatusPoller(
+    () => this.client.status(),
+    (s) => (this.contact = s.contact ?? null),
+    () => {
+      if (this.largeWaking) this.largeReady = true;
+      this.largeWaking = false;
+      if (this.banner?.kind === "waking") this.banner = { ...this.banner, until: Date.now() };
+    },
+  );
   private tickTimer: number | undefined;
   private frame = 0;
   private t = translator("en");
@@ -108,7 +117,7 @@ export class TiergateChatApp extends LitElement {
   override disconnectedCallback(): void {
     super.disconnectedCallback();
     this.controller?.abort();
-    window.clearTimeout(this.pollTimer);
+    this.poller.stop();
     window.clearInterval(this.tickTimer);
   }
 
@@ -308,7 +317,7 @@ export class TiergateChatApp extends LitElement {
       this.largeReady = false;
       if (!this.largeWaking) {
         this.largeWaking = true;
-        this.poll(this.askModel(), meta.model);
+        this.poller.start(this.askModel(), meta.model);
       }
     } else if (modelKind(meta) === "large") {
       this.largeWaking = false;
@@ -323,7 +332,7 @@ export class TiergateChatApp extends LitElement {
       this.banner = { kind: "limit", key: until ? "limitReached" : "limitReachedSoon", ...(until ? { until } : {}) };
     } else if (e.status === 503 && e.code === "model_waking") {
       this.banner = { kind: "waking", key: until ? "waking" : "wakingNoEta", ...(until ? { until } : {}) };
-      this.poll(this.askModel(), undefined);
+      this.poller.start(this.askModel(), undefined);
     } else {
       this.banner = { kind: "error", key: "errorGeneric", message: e.message };
     }
@@ -337,36 +346,6 @@ export class TiergateChatApp extends LitElement {
       this.now = Date.now();
       if (!this.banner?.until || this.banner.until < this.now) window.clearInterval(this.tickTimer);
     }, 1000);
-  }
-
-  /** Polls /v1/status until the model that was waking is ready (then says so). */
-  private poll(wanted: string, answeredBy: string | undefined): void {
-    window.clearTimeout(this.pollTimer);
-    const once = async () => {
-      let delay = 5;
-      try {
-        const s = await this.client.status();
-        this.contact = s.contact ?? null;
-        // What we wait for is a model that is not ready yet: the one asked for, else the one
-        // the answering model stands in for (`answered_by`). A routed model (`tiergate`) is
-        // listed under its own backend and reads "ready" while its first choice still wakes.
-        const waiting = (d: (typeof s.data)[number]) => d.state !== "ready" && d.id !== answeredBy;
-        const target =
-          s.data.find((d) => d.id === wanted && waiting(d)) ??
-          s.data.find((d) => waiting(d) && (!answeredBy || d.answered_by === answeredBy));
-        if (!target || target.state === "ready") {
-          if (this.largeWaking) this.largeReady = true;
-          this.largeWaking = false;
-          if (this.banner?.kind === "waking") this.banner = { ...this.banner, until: Date.now() };
-          return;
-        }
-        if (target.eta_s) delay = Math.min(15, Math.max(2, target.eta_s / 2));
-      } catch {
-        delay = 10;
-      }
-      this.pollTimer = window.setTimeout(once, delay * 1000);
-    };
-    this.pollTimer = window.setTimeout(once, 2000);
   }
 
   // ---- events --------------------------------------------------------------------------
