@@ -167,7 +167,8 @@ async def test_json_with_charset_is_accepted(gateway: Gateway) -> None:
         ("GET", CHAT, 405),
         ("DELETE", "/v1/models", 405),
         ("GET", "/v1/nothing-here", 404),
-        ("POST", "/", 404),
+        ("POST", "/", 405),  # / is the web chat's page (GET, HEAD)
+        ("POST", "/v1/nothing-here", 404),
         ("GET", "/v1/chat/completions/extra", 404),
     ],
 )
