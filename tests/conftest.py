@@ -18,18 +18,20 @@ from typing import Any
 
 import pytest
 
+import tiergate_testkit
 from tiergate_testkit.services import running_since
 
 _TAIL_CHARS = 8000
 _STARTED_AT = pytest.StashKey[float]()
 _MODEL_STARTS_SEEN = pytest.StashKey[int]()
 _TESTS = Path(__file__).resolve().parent
+_TESTKIT = Path(tiergate_testkit.__file__).resolve().parent
 
 MODEL_MODULES = frozenset({"tiergate_cpu_llm", "tiergate_cpu_llm.engine_main"})
 """`python -m` modules whose process runs a model: cpu-llm (it always starts llama.cpp with
 the real SmolLM2) and the llama.cpp engine process that cpu-llm and gpu-llm boxes start. A
 test whose code, or the code of a fixture it uses, names one of them (directly or in a
-function of the tests it calls) is marked `model`. The other processes tests start
+function of the tests or the test kit it calls) is marked `model`. The other processes tests start
 (redis-server, the fake engine, gateway, auth, rag, gpu-llm with fake engines) load no model
 and stay in `make test-fast`."""
 
@@ -87,12 +89,17 @@ def _names_a_model(code: Callable[..., Any]) -> bool:
 
 
 def _is_test_code(obj: object) -> bool:
+    if not inspect.isfunction(obj):
+        return False
+    obj = inspect.unwrap(obj)  # a @contextmanager helper: its own code, not contextlib's
     return inspect.isfunction(obj) and _defined_in_tests(obj.__code__.co_filename)
 
 
 @functools.cache
 def _defined_in_tests(filename: str) -> bool:
-    return Path(filename).resolve().is_relative_to(_TESTS)
+    """tests/ and the test kit (`tiergate_testkit.grounded` starts cpu-llm for its callers)."""
+    path = Path(filename).resolve()
+    return path.is_relative_to(_TESTS) or path.is_relative_to(_TESTKIT)
 
 
 def starts_a_model(item: pytest.Item) -> bool:

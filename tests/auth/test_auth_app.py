@@ -14,7 +14,7 @@ import pytest
 from joserfc.jwk import KeySet
 
 from tiergate_auth.app import create_app
-from tiergate_auth.settings import CookieSettings, OtpSettings
+from tiergate_auth.settings import OtpSettings
 from tiergate_auth.signing import generate_pem
 from tiergate_auth.sink import MailSink
 from tiergate_proto.identity import Window
@@ -268,44 +268,6 @@ async def test_consent_is_recorded_and_carried_in_the_token(auth: Auth) -> None:
     assert claims_of(refreshed.json()["access_token"])["store_chats"] is True
     off = await auth.client.put("/v1/auth/consent", json={"store_chats": False}, headers=bearer)
     assert claims_of(off.json()["access_token"])["store_chats"] is False
-
-
-async def test_cookie_mode(redis_server: RedisServer, mail_sink: MailSink) -> None:
-    settings = auth_settings(redis_server.url, mail_sink.port, cookies=CookieSettings(enabled=True))
-    async with (
-        serve_in_loop(create_app(settings)) as url,
-        httpx.AsyncClient(base_url=url) as client,
-    ):
-        email = new_email()
-        await client.post("/v1/auth/otp/start", json={"email": email})
-        code = (await wait_mail(mail_sink, email, 1)).code
-        response = await client.post(
-            "/v1/auth/otp/verify",
-            json={"email": email, "code": code},
-            headers={"x-tiergate-session": "cookie"},
-        )
-        assert response.status_code == 200
-        assert response.json()["access_token"] is None
-        assert response.json()["refresh_token"] is None
-        cookies = response.headers.get_list("set-cookie")
-        access = next(c for c in cookies if c.startswith("tg_access="))
-        refresh = next(c for c in cookies if c.startswith("tg_refresh="))
-        for cookie in (access, refresh):
-            lowered = cookie.lower()
-            assert "httponly" in lowered
-            assert "secure" in lowered
-            assert "samesite=strict" in lowered
-        assert "path=/v1/auth" in refresh.lower()
-        access_value = access.split(";")[0].split("=", 1)[1]
-        refresh_value = refresh.split(";")[0].split("=", 1)[1]
-        me = await client.get("/v1/auth/me", headers={"cookie": f"tg_access={access_value}"})
-        assert me.status_code == 200
-        again = await client.post(
-            "/v1/auth/refresh",
-            headers={"cookie": f"tg_refresh={refresh_value}", "x-tiergate-session": "cookie"},
-        )
-        assert again.status_code == 200
-        assert any(c.startswith("tg_refresh=") for c in again.headers.get_list("set-cookie"))
 
 
 async def test_key_rotation_keeps_old_tokens_valid(

@@ -11,5 +11,8 @@ from __future__ import annotations
 import pytest
 
 pytest.register_assert_rewrite(
-    "tests.deploy.k8s_manifests", "tests.deploy.dockerfiles", "tests.deploy.observability_files"
+    "tests.deploy.compose_files",
+    "tests.deploy.k8s_manifests",
+    "tests.deploy.dockerfiles",
+    "tests.deploy.observability_files",
 )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,44 +17,33 @@ import pytest
 import yaml
 from compose_spec import PyCompose, parse_duration
 
-from tiergate_auth.settings import AuthSettings
-from tiergate_auth.settings import validate as auth_validate
-from tiergate_cpu_llm.settings import CpuLlmSettings
-from tiergate_gateway.settings import GatewaySettings
-from tiergate_gateway.settings import validate as gateway_validate
-from tiergate_gpu_llm.settings import GpuLlmSettings
-from tiergate_gpu_llm.settings import validate as gpu_validate
-from tiergate_rag.settings import RagSettings
-from tiergate_runtime.settings import SettingsError, load_settings
+from tiergate_runtime.settings import SettingsError
 
-ROOT = Path(__file__).resolve().parents[2]
-HERE = ROOT / "deploy" / "compose"
-FILES = {
-    "base": "compose.yaml",
-    "gpu": "compose.gpu.yaml",
-    "observability": "compose.observability.yaml",
-}
-COMBOS: dict[str, tuple[list[str], set[str]]] = {  # name: (files, active profiles)
-    "cpu": (["base"], set()),
-    "dev": (["base"], {"dev"}),
-    "gpu": (["base", "gpu"], {"gpu"}),
-    "observability": (["base", "observability"], {"observability"}),
-    "all": (["base", "gpu", "observability"], {"dev", "gpu", "observability"}),
-}
+from .compose_files import (
+    COMBOS,
+    FILES,
+    HERE,
+    ROOT,
+    SETTINGS,
+    InterpolationError,
+    env_example,
+    filled_env,
+    interpolate,
+    interpolated,
+    merge_into,
+    merged,
+    one_shot,
+    raw,
+    required_secrets,
+    service_settings,
+    tiergate_services,
+)
+
 COMPOSE_CLI_VARS = {"COMPOSE_FILE", "COMPOSE_PROFILES"}
 OURS = re.compile(
     r"^\$\{TIERGATE_REGISTRY:-ghcr\.io/tiergate\}/([a-z-]+):\$\{TIERGATE_TAG:-latest\}$"
 )
 PINNED = re.compile(r"^[a-z0-9][a-z0-9./_-]*@sha256:[0-9a-f]{64}$")
-# service (image name) -> (settings type, env prefix, config file, cross-field validation)
-SETTINGS: dict[str, tuple[type[Any], str, str, Callable[[Any], Any]]] = {
-    "gateway": (GatewaySettings, "TIERGATE_GATEWAY_", "gateway", gateway_validate),
-    "auth": (AuthSettings, "TIERGATE_AUTH_", "auth", auth_validate),
-    "rag": (RagSettings, "TIERGATE_RAG_", "rag", lambda s: s),
-    "cpu-llm": (CpuLlmSettings, "TIERGATE_CPU_LLM_", "cpu-llm", lambda s: s),
-    "gpu-llm-engines": (GpuLlmSettings, "TIERGATE_GPU_LLM_", "gpu-llm", gpu_validate),
-}
-NOT_SETTINGS = {"HF_HOME", "HF_TOKEN"}  # read by the engines, not by tiergate
 OPTIONAL_BLANKS = {
     "SMTP_USERNAME",
     "SMTP_PASSWORD",
@@ -63,133 +51,6 @@ OPTIONAL_BLANKS = {
     "OTLP_BACKEND_ENDPOINT",
     "OTLP_BACKEND_AUTHORIZATION",
 }  # blank in .env.example and fine blank
-
-
-class InterpolationError(ValueError):
-    """A `${VAR}` Compose would refuse (`:?`), or one .env.example does not define."""
-
-
-def interpolate(value: str, env: Mapping[str, str], seen: set[str] | None = None) -> str:
-    """Compose-spec interpolation: `$$`, `$VAR`, `${VAR}`, `${VAR[:]-default}`,
-    `${VAR[:]?error}`, `${VAR[:]+alt}`, nested in defaults. Stricter than Compose in one way:
-    an undefined variable is an error (Compose warns and uses ""), so every one is documented."""
-    out, i = [], 0
-    while i < len(value):
-        if value[i] != "$":
-            out.append(value[i])
-            i += 1
-        elif value[i + 1 : i + 2] == "$":
-            out.append("$")
-            i += 2
-        elif value[i + 1 : i + 2] == "{":
-            depth, j = 1, i + 2
-            while j < len(value):
-                if value.startswith("${", j):
-                    depth, j = depth + 1, j + 2
-                    continue
-                depth -= value[j] == "}"
-                if not depth:
-                    break
-                j += 1
-            if depth:
-                raise InterpolationError(f"unclosed ${{ in {value!r}")
-            out.append(_expand(value[i + 2 : j], env, seen))
-            i = j + 1
-        elif match := re.compile(r"[A-Za-z_][A-Za-z0-9_]*").match(value, i + 1):
-            out.append(_expand(match.group(), env, seen))
-            i = match.end()
-        else:
-            raise InterpolationError(f"invalid interpolation in {value!r}")
-    return "".join(out)
-
-
-def _expand(expr: str, env: Mapping[str, str], seen: set[str] | None) -> str:
-    match = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])(.*))?", expr, re.S)
-    if match is None:
-        raise InterpolationError(f"invalid interpolation ${{{expr}}}")
-    name, op, arg = match.group(1), match.group(2), match.group(3) or ""
-    if seen is not None:
-        seen.add(name)
-    is_set, value = name in env, env.get(name, "")
-    present = bool(value) if op and op.startswith(":") else is_set
-    if op in (":-", "-"):
-        return value if present else interpolate(arg, env, seen)
-    if op in (":+", "+"):
-        return interpolate(arg, env, seen) if present else ""
-    if op in (":?", "?"):
-        if not present:
-            raise InterpolationError(f"required variable {name} is missing a value: {arg}")
-        return value
-    if not is_set:
-        raise InterpolationError(f"variable {name} is not defined in .env.example")
-    return value
-
-
-def _walk(node: Any, env: Mapping[str, str], seen: set[str] | None = None) -> Any:
-    if isinstance(node, dict):
-        return {key: _walk(value, env, seen) for key, value in node.items()}
-    if isinstance(node, list):
-        return [_walk(item, env, seen) for item in node]
-    return interpolate(node, env, seen) if isinstance(node, str) else node
-
-
-def env_example() -> dict[str, str]:
-    pairs = {}
-    for line in (HERE / ".env.example").read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            key, _, value = line.partition("=")
-            pairs[key.strip()] = value.strip()
-    return pairs
-
-
-def raw(file: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load((HERE / FILES[file]).read_text())
-    return loaded
-
-
-def required_secrets() -> set[str]:
-    """Variables referenced as `${VAR:?... openssl rand ...}`: secrets Compose refuses without."""
-    text = "".join((HERE / name).read_text() for name in FILES.values())
-    return set(re.findall(r"\$\{([A-Z0-9_]+):\?[^}]*openssl rand", text))
-
-
-def filled_env() -> dict[str, str]:
-    """.env.example with each blank secret given a value of the right shape (64 hex digits)."""
-    env = env_example()
-    return {k: ("ab" * 32 if k in required_secrets() and not v else v) for k, v in env.items()}
-
-
-def merged(combo: str, env: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The combo's files interpolated and merged (overrides add services and environment keys
-    only, checked below), reduced to the services its profiles enable."""
-    files, profiles = COMBOS[combo]
-    model: dict[str, Any] = {}
-    for file in files:
-        _merge(model, _walk(raw(file), filled_env() if env is None else env))
-    model["services"] = {
-        name: svc
-        for name, svc in model["services"].items()
-        if not svc.get("profiles") or profiles & set(svc["profiles"])
-    }
-    return model
-
-
-def _merge(into: dict[str, Any], extra: Mapping[str, Any]) -> None:
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            _merge(into[key], value)
-        else:
-            into[key] = value
-
-
-def tiergate_services(model: Mapping[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
-    """service -> (image name, service) for our images (interpolated: ghcr.io/tiergate/NAME:TAG)."""
-    found = {}
-    for name, svc in model["services"].items():
-        match = re.fullmatch(r"ghcr\.io/tiergate/([a-z-]+):[\w.-]+", svc.get("image", ""))
-        if match:
-            found[name] = (match.group(1), svc)
-    return found
 
 
 # --- 1. compose-spec validation --------------------------------------------------------------
@@ -203,7 +64,7 @@ def test_compose_spec_accepts_every_combination(combo: str) -> None:
     assert set(compose.service_names()) == set(model["services"])
     for file, path in FILES.items():
         assert "version" not in raw(file), f"{path}: the Compose Specification has no version"
-        alone = PyCompose.from_yaml(yaml.safe_dump(_walk(raw(file), filled_env())))
+        alone = PyCompose.from_yaml(yaml.safe_dump(interpolated(raw(file), filled_env())))
         if file == "base":  # an override names the base's networks: valid only merged (above)
             alone.validate()
 
@@ -269,7 +130,7 @@ def test_blank_variables_are_required_secrets_or_optional() -> None:
 def _refs(files: list[str]) -> set[str]:
     seen: set[str] = set()
     for file in files:
-        _walk(raw(file), filled_env(), seen)
+        interpolated(raw(file), filled_env(), seen)
     return seen
 
 
@@ -280,26 +141,13 @@ def _settings_cases() -> list[tuple[str, str]]:
     return [(combo, name) for combo in COMBOS for name in tiergate_services(merged(combo))]
 
 
-def _load(image: str, environment: Mapping[str, str]) -> Any:
-    settings_type, prefix, config, check = SETTINGS[image]
-    env = {k: str(v) for k, v in environment.items()}
-    assert set(env) - NOT_SETTINGS <= {k for k in env if k.startswith(prefix)}, env
-    loaded = load_settings(
-        settings_type,
-        env_prefix=prefix,
-        environ=env,
-        config_path=ROOT / "config" / f"{config}.toml",
-    )
-    return check(loaded)
-
-
 @pytest.mark.parametrize(("combo", "service"), _settings_cases())
 def test_environment_loads_with_the_services_settings(combo: str, service: str) -> None:
     image, svc = tiergate_services(merged(combo))[service]
     if service == "mail-sink":  # the auth image running the sink: no settings of its own
         assert svc["command"][1:4] == ["-m", "tiergate_auth.sink", "--host"]
         return
-    settings = _load(image, svc.get("environment", {}))
+    settings = service_settings(image, svc.get("environment", {}))
     if image != "gpu-llm-engines":  # the images set host 0.0.0.0; the URLs point at services
         assert not re.search(r"127\.0\.0\.1|localhost", str(svc.get("environment", {})))
     if service == "gateway":  # the published port: /metrics only on an internal one
@@ -316,7 +164,7 @@ def test_a_misspelt_variable_fails(service: str) -> None:
     name = next(k for k in env if k.startswith(SETTINGS[image][1]))
     env[name + "X"] = env.pop(name)  # e.g. TIERGATE_RAG_INDEX_DIRX
     with pytest.raises(SettingsError):
-        _load(image, env)
+        service_settings(image, env)
 
 
 def test_every_variable_is_documented_both_ways() -> None:
@@ -330,12 +178,12 @@ def test_every_variable_is_documented_both_ways() -> None:
 
 def test_stop_grace_covers_every_drain() -> None:
     services = merged("all")["services"]
-    gateway = _load("gateway", services["gateway"]["environment"])
+    gateway = service_settings("gateway", services["gateway"]["environment"])
     assert (
         parse_duration(services["gateway"]["stop_grace_period"])
         > gateway.server.graceful_shutdown_s
     )
-    gpu = _load("gpu-llm-engines", services["gpu-llm"]["environment"])
+    gpu = service_settings("gpu-llm-engines", services["gpu-llm"]["environment"])
     longest_stop = max(engine.stop_grace_s for engine in gpu.engines.values())
     assert (
         parse_duration(services["gpu-llm"]["stop_grace_period"]) > gpu.policy.drain_s + longest_stop
@@ -347,11 +195,6 @@ def test_stop_grace_covers_every_drain() -> None:
 
 
 # --- 3. wiring: health, read-only, pins, GPUs, Prometheus, the collector -------------------------
-
-
-def one_shot(svc: Mapping[str, Any]) -> bool:
-    """A service that runs a command to completion (auth-migrate): never restarted."""
-    return svc.get("restart") == "no"
 
 
 @pytest.mark.parametrize("combo", COMBOS)
@@ -386,7 +229,7 @@ def test_overrides_only_add_services_and_environment() -> None:
 def test_tiergate_services_are_read_only_or_say_why() -> None:
     for file, path in FILES.items():
         text = (HERE / path).read_text()
-        for name, (_, svc) in tiergate_services(_walk(raw(file), filled_env())).items():
+        for name, (_, svc) in tiergate_services(interpolated(raw(file), filled_env())).items():
             block = re.search(rf"(?ms)^  {re.escape(name)}:\n(.*?)(?=^  \S|\Z)", text)
             assert block is not None
             if svc.get("read_only") is not True:
@@ -471,7 +314,7 @@ def test_prometheus_scrapes_every_service_with_metrics() -> None:
     for name, (image, svc) in tiergate_services(merged("all")).items():
         if name == "mail-sink" or one_shot(svc):  # no server, nothing to scrape
             continue
-        server = _load(image, svc.get("environment", {})).server
+        server = service_settings(image, svc.get("environment", {})).server
         port = server.metrics_port if server.metrics_port is not None else server.port
         assert svc["labels"]["io.tiergate.metrics-port"] == str(port), name
 
@@ -480,7 +323,7 @@ def test_prometheus_scrapes_every_service_with_metrics() -> None:
 def test_the_collector_pipeline_is_wired(backend: str) -> None:
     config: dict[str, Any] = yaml.safe_load((HERE / "otel-collector.yaml").read_text())
     overlay = yaml.safe_load((HERE / f"otel-collector.backend-{backend}.yaml").read_text())
-    _merge(config, overlay)  # the collector merges maps and replaces lists, as _merge does
+    merge_into(config, overlay)  # the collector merges maps and replaces lists, as merge_into does
     assert config["receivers"]["otlp"]["protocols"]["http"]["endpoint"] == "0.0.0.0:4318"
     used: dict[str, set[str]] = {"receivers": set(), "processors": set(), "exporters": set()}
     for pipeline in config["service"]["pipelines"].values():

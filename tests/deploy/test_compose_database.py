@@ -21,14 +21,14 @@ from sqlalchemy.engine import make_url
 
 from tiergate_testkit.postgres import PostgresServer
 
-from .test_compose import (
+from .compose_files import (
     COMBOS,
     HERE,
     ROOT,
-    _load,
     env_example,
     merged,
     required_secrets,
+    service_settings,
     tiergate_services,
 )
 
@@ -182,8 +182,8 @@ def test_auth_checks_the_schema_and_never_migrates_itself() -> None:
     """Loaded with auth's real settings: auth's records are in postgres and it does not
     upgrade at start (config/auth.toml does, for make run); auth-migrate reads the same URL."""
     services = tiergate_services(merged("cpu"))
-    auth = _load("auth", services["auth"][1]["environment"]).database
-    migrate = _load("auth", services["auth-migrate"][1]["environment"]).database
+    auth = service_settings("auth", services["auth"][1]["environment"]).database
+    migrate = service_settings("auth", services["auth-migrate"][1]["environment"]).database
     assert auth.url is not None
     assert auth.url.startswith("postgresql+asyncpg://")
     assert auth.upgrade_on_start is False

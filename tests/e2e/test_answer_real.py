@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import openai
 import pytest
 
+from tiergate_testkit.grounded import grounded_backends, shipped_corpus
 from tiergate_testkit.services import ServiceProcess
 
 pytestmark = pytest.mark.e2e
@@ -29,21 +29,13 @@ ALIAS = "tiergate-small"
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[openai.OpenAI]:
     work = tmp_path_factory.mktemp("answer")
-    corpus = tomllib.loads((ROOT / "config" / "rag.toml").read_text())["corpus"]
-    rag_env = {
-        "TIERGATE_RAG_INDEX_DIR": str(work / "index"),
-        "TIERGATE_RAG_CORPUS": json.dumps([str(ROOT / entry) for entry in corpus]),
-    }
-    cpu_env = {
-        "TIERGATE_CPU_LLM_ENGINE__THREADS": "1",
-        "TIERGATE_CPU_LLM_ENGINE__SEED": "42",
-        "TIERGATE_CPU_LLM_ENGINE__MODEL_ID": "smollm2",
-        "TIERGATE_CPU_LLM_EMBEDDING__ENABLED": "false",
-    }
-    with (
-        ServiceProcess("tiergate_rag", "TIERGATE_RAG_", rag_env) as rag,
-        ServiceProcess("tiergate_cpu_llm", "TIERGATE_CPU_LLM_", cpu_env) as cpu,
-    ):
+    with grounded_backends(
+        work / "index",
+        shipped_corpus(ROOT),
+        model_id="smollm2",
+        cpu_env={"TIERGATE_CPU_LLM_EMBEDDING__ENABLED": "false"},
+    ) as backends:
+        rag, cpu = backends.rag, backends.cpu
         gateway_env = {
             "TIERGATE_GATEWAY_CONFIG": str(ROOT / "config" / "gateway.toml"),
             "TIERGATE_GATEWAY_BACKENDS__CPU__BASE_URL": f"{cpu.base_url}/v1",

@@ -15,6 +15,7 @@ from pathlib import Path
 import openai
 import pytest
 
+from tiergate_testkit.grounded import grounded_backends
 from tiergate_testkit.services import ServiceProcess
 
 pytestmark = pytest.mark.e2e
@@ -50,19 +51,8 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     work: Path = tmp_path_factory.mktemp("grounding")
     (work / "corpus").mkdir()
     (work / "corpus" / "limits.md").write_text(DOC)
-    rag_env = {
-        "TIERGATE_RAG_INDEX_DIR": str(work / "index"),
-        "TIERGATE_RAG_CORPUS": json.dumps([str(work / "corpus")]),
-    }
-    cpu_env = {
-        "TIERGATE_CPU_LLM_ENGINE__THREADS": "1",
-        "TIERGATE_CPU_LLM_ENGINE__SEED": "42",
-        "TIERGATE_CPU_LLM_ENGINE__MODEL_ID": "smollm2",
-    }
-    with (
-        ServiceProcess("tiergate_rag", "TIERGATE_RAG_", rag_env) as rag,
-        ServiceProcess("tiergate_cpu_llm", "TIERGATE_CPU_LLM_", cpu_env) as cpu,
-    ):
+    with grounded_backends(work / "index", [work / "corpus"], model_id="smollm2") as backends:
+        rag, cpu = backends.rag, backends.cpu
         gateway_env = {
             "TIERGATE_GATEWAY_BACKENDS__CPU__BASE_URL": f"{cpu.base_url}/v1",
             "TIERGATE_GATEWAY_BACKENDS__CPU__HEALTH_URL": f"{cpu.base_url}/readyz",

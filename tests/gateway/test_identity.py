@@ -11,7 +11,6 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -31,11 +30,8 @@ from tiergate_testkit.asgi import serve_in_loop
 from tiergate_testkit.fake_engine import FakeEngine
 from tiergate_testkit.redis_server import RedisServer
 
-from .conftest import ALIAS, Gateway, chat_body, gateway_settings, last_chat, running
-
-PEPPER = "pepper-shared-by-auth-and-gateway-0123"
-ADMIN = "admin-token-for-gateway-tests-0123456789"
-INTERNAL = "internal-token-for-gateway-tests-01234"
+from .auth_stack import ADMIN, INTERNAL, PEPPER, Stack, auth_stack, linked
+from .conftest import ALIAS, chat_body, gateway_settings, last_chat, running
 
 
 @pytest.fixture(scope="module")
@@ -51,41 +47,6 @@ def sink() -> Iterator[MailSink]:
     mail.stop()
 
 
-@dataclass
-class Stack:
-    gateway: Gateway
-    auth: httpx.AsyncClient
-    sink: MailSink
-    prefix: str
-
-    async def sign_in(self, through_gateway: bool = True) -> dict[str, Any]:
-        client = self.gateway.client if through_gateway else self.auth
-        email = f"u-{uuid.uuid4().hex[:8]}@example.org"
-        assert (await client.post("/v1/auth/otp/start", json={"email": email})).status_code == 202
-        mail = await asyncio.to_thread(self.sink.wait_for, email, 1, 10.0)
-        response = await client.post(
-            "/v1/auth/otp/verify", json={"email": email, "code": mail.code}
-        )
-        assert response.status_code == 200, response.text
-        body: dict[str, Any] = response.json()
-        return body
-
-    async def create_key(self, **body: Any) -> tuple[str, str]:
-        response = await self.auth.post(
-            "/v1/admin/keys",
-            json={"owner": "tests", **body},
-            headers={"authorization": f"Bearer {ADMIN}"},
-        )
-        assert response.status_code == 201, response.text
-        return response.json()["key"], response.json()["info"]["id"]
-
-    async def revoke(self, key_id: str) -> None:
-        response = await self.auth.delete(
-            f"/v1/admin/keys/{key_id}", headers={"authorization": f"Bearer {ADMIN}"}
-        )
-        assert response.status_code == 200
-
-
 TIERS = {
     "anonymous": TierPolicy(models=[ALIAS], max_tokens=300, tools=False),
     "user": TierPolicy(models=["*"], max_tokens=1024),
@@ -96,31 +57,19 @@ TIERS = {
 def settings_for(
     engine: FakeEngine, auth_url: str, store: StoreSettings, **extra: Any
 ) -> GatewaySettings:
-    base = gateway_settings(engine.base_url)
-    link = AuthLink(url=auth_url, pepper=PEPPER, internal_token=INTERNAL, cache_ttl_s=1.0)
-    return msgspec.structs.replace(base, tiers=TIERS, auth=link, store=store, **extra)
+    base = msgspec.structs.replace(gateway_settings(engine.base_url), tiers=TIERS, **extra)
+    return linked(base, auth_url, store)
 
 
 @pytest.fixture
 async def stack(
     engine: FakeEngine, redis_server: RedisServer, sink: MailSink
 ) -> AsyncIterator[Stack]:
-    prefix = f"g{uuid.uuid4().hex[:8]}"
-    store = StoreSettings(url=redis_server.url, key_prefix=prefix)
-    auth_settings = AuthSettings(
-        store=store,
-        pepper=PEPPER,
-        admin_token=ADMIN,
-        internal_token=INTERNAL,
-        smtp=SmtpSettings(port=sink.port),
-        trusted_proxies=["127.0.0.1/32"],  # the gateway, which relays /v1/auth/*
-    )
-    async with (
-        serve_in_loop(create_auth_app(auth_settings)) as auth_url,
-        httpx.AsyncClient(base_url=auth_url, timeout=10) as auth,
-        running(settings_for(engine, auth_url, store), engine) as gateway,
-    ):
-        yield Stack(gateway=gateway, auth=auth, sink=sink, prefix=prefix)
+    def gateway(auth_url: str, store: StoreSettings) -> GatewaySettings:
+        return settings_for(engine, auth_url, store)
+
+    async with auth_stack(engine, redis_server.url, sink, gateway) as running_stack:
+        yield running_stack
 
 
 def bearer(token: str) -> dict[str, str]:

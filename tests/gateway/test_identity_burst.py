@@ -30,8 +30,9 @@ from tiergate_state.store import StoreSettings
 from tiergate_testkit.asgi import serve_in_loop
 from tiergate_testkit.fake_engine import FakeEngine
 
+from .auth_stack import ADMIN, INTERNAL, PEPPER
 from .conftest import gateway_settings
-from .test_identity import ADMIN, INTERNAL, PEPPER, TIERS
+from .test_identity import TIERS
 
 
 class CountingPaths:

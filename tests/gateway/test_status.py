@@ -24,6 +24,7 @@ from tiergate_gateway.settings import (
 )
 from tiergate_gateway.status import (
     BackendView,
+    ListedModel,
     ModelStatus,
     StatusModel,
     model_statuses,
@@ -120,12 +121,21 @@ def test_a_fallback_that_is_not_public_is_never_named() -> None:
     assert model_statuses([LARGE], views, NOW)[0].answered_by is None  # "small" is not listed
 
 
+LISTED = [
+    ListedModel("large", "gpu"),
+    ListedModel("small", "cpu"),
+    ListedModel("mid", "cpu2"),
+    ListedModel("auto", "cpu", routed=True),
+]
+
+
 @pytest.mark.parametrize(
-    ("rules", "expected"),
+    ("rules", "tier", "expected"),
     [
-        ([], StatusModel("large", "gpu")),
+        ([], "user", StatusModel("large", "gpu")),
         (
             [RouteRule(models=["large", "small"])],
+            "user",
             StatusModel("large", "gpu", ("small",), ("small",)),
         ),
         (  # a hold rule: nobody while it wakes; the first rule starting with it while down
@@ -134,13 +144,87 @@ def test_a_fallback_that_is_not_public_is_never_named() -> None:
                 RouteRule(models=["large", "mid"], when_cold="hold"),
                 RouteRule(workload="json", models=["large", "small"]),
             ],
+            "user",
             StatusModel("large", "gpu", ("small",), ("mid",)),
         ),
-        ([RouteRule(models=["small", "large"])], StatusModel("large", "gpu")),
+        ([RouteRule(models=["small", "large"])], "user", StatusModel("large", "gpu")),
+        (  # another tier's rule says nothing of this tier's fallbacks
+            [
+                RouteRule(tier="agent", models=["large", "mid"]),
+                RouteRule(tier="user", models=["large", "small"]),
+            ],
+            "user",
+            StatusModel("large", "gpu", ("small",), ("small",)),
+        ),
+        (  # a fallback the tier may not use is left out
+            [RouteRule(models=["large", "secret", "small"])],
+            "user",
+            StatusModel("large", "gpu", ("small",), ("small",)),
+        ),
     ],
 )
-def test_fallbacks_from_the_route_table(rules: list[RouteRule], expected: StatusModel) -> None:
-    assert status_models([("large", "gpu")], rules) == [expected]
+def test_fallbacks_from_the_route_table(
+    rules: list[RouteRule], tier: str, expected: StatusModel
+) -> None:
+    assert status_models(LISTED, rules, tier)[0] == expected
+
+
+@pytest.mark.parametrize(
+    ("rules", "tier", "expected"),
+    [
+        (  # no rule: the routed model's own backend
+            [],
+            "user",
+            StatusModel("auto", "cpu"),
+        ),
+        (  # the tier's plain chat rule: it stands for the first model, with its fallbacks
+            [
+                RouteRule(tier="anonymous", models=["small"]),
+                RouteRule(workload="code", models=["mid", "small"]),
+                RouteRule(language="de", models=["mid", "small"]),
+                RouteRule(models=["large", "small"]),
+            ],
+            "user",
+            StatusModel("auto", "gpu", ("small",), ("small",), routes_to="large"),
+        ),
+        (
+            [
+                RouteRule(tier="anonymous", models=["small"]),
+                RouteRule(models=["large", "small"]),
+            ],
+            "anonymous",
+            StatusModel("auto", "cpu", routes_to="small"),
+        ),
+        (  # a hold rule: nobody answers while it wakes
+            [RouteRule(models=["large", "small"], when_cold="hold")],
+            "user",
+            StatusModel("auto", "gpu", (), ("small",), routes_to="large"),
+        ),
+        (  # models the tier may not use are skipped, as the router skips them
+            [RouteRule(models=["secret", "mid", "small"])],
+            "user",
+            StatusModel("auto", "cpu2", ("small",), ("small",), routes_to="mid"),
+        ),
+        (  # nothing it may use: its own backend
+            [RouteRule(models=["secret"])],
+            "user",
+            StatusModel("auto", "cpu"),
+        ),
+    ],
+)
+def test_a_routed_model_stands_for_the_tiers_plain_chat_choice(
+    rules: list[RouteRule], tier: str, expected: StatusModel
+) -> None:
+    assert status_models(LISTED, rules, tier)[3] == expected
+
+
+def test_a_routed_model_reads_waking_while_its_choice_wakes() -> None:
+    models = status_models(LISTED, [RouteRule(models=["large", "small"])], "user")
+    views = {"gpu": BackendView(sleeps=True, ready=False, waking_since=NOW, wake_s=30)}
+    auto = model_statuses(models, views, NOW)[3]
+    assert auto == ModelStatus(
+        id="auto", state="waking", eta_s=30, answered_by="small", routes_to="large"
+    )
 
 
 # The endpoint
@@ -217,7 +301,7 @@ async def states(client: httpx.AsyncClient) -> dict[str, tuple[Any, ...]]:
     body = response.json()
     assert body["object"] == "list"
     for entry in body["data"]:
-        assert set(entry) == {"id", "object", "state", "eta_s", "answered_by"}
+        assert set(entry) == {"id", "object", "state", "eta_s", "answered_by", "routes_to"}
         assert entry["object"] == "model.status"
     return {e["id"]: (e["state"], e["eta_s"], e["answered_by"]) for e in body["data"]}
 
@@ -240,13 +324,17 @@ async def test_asleep_waking_ready_with_an_estimate_from_the_last_wake(
         assert await states(client) == {
             "tiergate-large": ("asleep", None, ALIAS),
             ALIAS: ("ready", None, None),
-            "tiergate": ("ready", None, None),  # a routed id: its own backend
+            "tiergate": ("asleep", None, ALIAS),  # routed: it stands for tiergate-large
         }
+        routed = (await client.get("/v1/status")).json()["data"][2]
+        assert (routed["id"], routed["routes_to"]) == ("tiergate", "tiergate-large")
         # A request for the routed model answers from the CPU and wakes the GPU.
         answered = await client.post("/v1/chat/completions", json=chat_body(model="tiergate"))
         assert answered.headers["x-tiergate-upgrade"] == "waking"
         assert (await states(client))["tiergate-large"] == ("waking", None, ALIAS)  # unmeasured
+        assert (await states(client))["tiergate"] == ("waking", None, ALIAS)
         assert await until(client, "tiergate-large", "ready") == ("ready", None, None)
+        assert (await states(client))["tiergate"] == ("ready", None, None)
         # It goes cold again (a failed call, as after the platform scaled it to zero).
         gpu.scaled_to_zero = True
         app.state.wake.mark_cold("gpu")
@@ -287,13 +375,12 @@ async def test_cached_public_and_without_internals(
         await app.state.prober.probe_once()  # before it, the CPU backend counts as down
         first = await client.get("/v1/status")
         assert first.headers["cache-control"] == "public, max-age=30"
+        # One URL, a body per tier: a shared cache must key on the credential.
+        assert first.headers["vary"] == "authorization, cookie"
         await client.post(f"{engine.base_url}/_fake/health", json={"ok": False})
         await app.state.prober.probe_once()  # the CPU model is down now, but cached as ready
-        polls = [
-            await client.get("/v1/status", headers={"authorization": "Bearer not-a-key"})
-            for _ in range(5)
-        ]
-        assert {p.status_code for p in polls} == {200}  # no credential read, nothing counted
+        polls = [await client.get("/v1/status") for _ in range(5)]
+        assert {p.status_code for p in polls} == {200}  # nothing counted
         assert {p.content for p in polls} == {first.content}
         assert not any(k.startswith("x-ratelimit") for p in polls for k in p.headers)
         text = first.text
@@ -319,6 +406,11 @@ async def test_cached_public_and_without_internals(
         refused = await client.post("/v1/status", json={})
         assert refused.status_code == 405
         assert refused.json()["error"]["type"] == "invalid_request_error"
+        # A credential is read: a bad one is a 401, as on /v1/models.
+        for bad in ("Bearer not-a-key", "Bearer tg-nope", "Bearer a.b.c"):
+            unauthorized = await client.get("/v1/status", headers={"authorization": bad})
+            assert unauthorized.status_code == 401, bad
+            assert unauthorized.json()["error"]["type"] == "authentication_error"
 
 
 async def test_the_contact_line_is_the_operators_or_null(

@@ -159,3 +159,37 @@ async def test_unreachable_engine_is_503_envelope() -> None:
     assert response.status_code == 503
     assert response.headers["retry-after"] == "2"
     assert response.json()["error"]["code"] == "service_unavailable"
+
+
+_UPSTREAM_COOKIES = [
+    b"tg_access=abc; Max-Age=900; Path=/; SameSite=None; Secure; HttpOnly; Partitioned",
+    b"tg_refresh=def; Domain=example.org; Max-Age=60; Path=/v1/auth; SameSite=Strict; Secure",
+    b"tg_gone=; Max-Age=0; Path=/; SameSite=lax",
+    b"=no-name; Path=/",  # not a cookie: dropped
+]
+
+
+async def _cookie_upstream(scope: Any, receive: Any, send: Any) -> None:
+    """An upstream answering with several Set-Cookie lines, one a CHIPS cookie."""
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    headers = [(b"content-type", b"application/json")]
+    headers += [(b"set-cookie", line) for line in _UPSTREAM_COOKIES]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"{}"})
+
+
+async def test_set_cookie_lines_are_relayed_verbatim() -> None:
+    async with (
+        serve_in_loop(_cookie_upstream) as upstream,
+        serve_in_loop(proxy_app(upstream)) as url,
+        httpx.AsyncClient(base_url=url) as client,
+    ):
+        response = await client.get("/v1/models")
+    assert response.status_code == 200
+    # Each line as the upstream wrote it (attribute names, order and `Partitioned`
+    # included), one header each, none folded together; the nameless one is dropped.
+    assert response.headers.get_list("set-cookie") == [c.decode() for c in _UPSTREAM_COOKIES[:3]]

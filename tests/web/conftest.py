@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, Route, async_playwright, expect
 
@@ -54,6 +55,8 @@ class Mesh:
     cpu_url: str
     gateway_env: dict[str, str] = field(default_factory=dict)
     """The gateway's environment, for a test that starts a variant of it."""
+    auth_env: dict[str, str] = field(default_factory=dict)
+    """The auth service's, likewise."""
 
     @property
     def url(self) -> str:
@@ -138,11 +141,10 @@ def gateway_env(auth_url: str, cpu_url: str, gpu_url: str, web_dist: Path) -> di
         ),
         "TIERGATE_GATEWAY_TIERS": json.dumps(
             {
+                # As shipped: anonymous visitors may use the small model only (and
+                # `tiergate`, which routes them to it); signed-in users everything.
                 "anonymous": {
-                    # LARGE is listed so that /v1/status (which names the anonymous tier's
-                    # models only) shows its wake; the anonymous route still sends
-                    # `tiergate` to SMALL.
-                    "models": [SMALL, "tiergate", LARGE],
+                    "models": [SMALL, "tiergate"],
                     "max_tokens": 300,
                     "requests": {"limit": ANONYMOUS_REQUESTS, "window_s": 900},
                 },
@@ -192,6 +194,7 @@ def mesh(web_dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[M
                     gpu_url=gpu_url,
                     cpu_url=cpu_url,
                     gateway_env=env,
+                    auth_env=auth_env,
                 )
     finally:
         for engine in engines:
@@ -287,3 +290,13 @@ async def sign_in(page: Page, mesh: Mesh, *, confirmed: bool = True) -> str:
         await expect(page.get_by_test_id("tier-label")).to_contain_text("Signed in")
         await page.get_by_test_id("account-toggle").click()  # close the panel again
     return email
+
+
+async def statuses(mesh: Mesh, context: BrowserContext | None = None) -> dict[str, str]:
+    """`GET /v1/status` as the browser's visitor sees it: anonymous, or with the context's
+    access cookie the signed-in user's models (model id → state)."""
+    cookies = {c["name"]: c["value"] for c in await context.cookies()} if context else {}
+    headers = {"cookie": f"tg_access={cookies['tg_access']}"} if "tg_access" in cookies else {}
+    async with httpx.AsyncClient(timeout=10) as http:
+        found = (await http.get(f"{mesh.url}/v1/status", headers=headers)).json()
+    return {d["id"]: d["state"] for d in found["data"]}

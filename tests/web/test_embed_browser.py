@@ -10,11 +10,13 @@ Cross-origin (`<script src="{gateway}/widget/widget.js">`, `<tiergate-chat api="
   (credentialed CORS, the tiergate headers exposed, so the labels show);
 - refused: the same page against a gateway without it — `403 origin_not_allowed`, and the
   widget shows an error;
-- does not work: cookie sign-in. The session cookies are `SameSite=Strict` (the auth service
-  offers `strict` or `lax`, never `none`), so a cross-site response cannot set them and a
-  cross-site request would not send them: the code is accepted, the browser keeps no cookie,
-  and the next chat is still anonymous. Cross-site sessions would need `SameSite=None;
-  Secure` cookies (and third-party cookies allowed by the browser).
+- cookie sign-in needs the auth service's `[cookies] same_site = "none"` (with `secure`):
+  with the default `strict` a cross-site response cannot set the cookies, so the code is
+  accepted but the browser keeps no session — the widget finds that out (`/v1/auth/me`
+  answers 401) and says so instead of "signed in", and the next chat is still anonymous.
+  With `none` (and `partitioned`, for browsers that block third-party cookies) sign-in
+  works across sites; the gateway's origin allowlist is then what keeps other sites from
+  using the session (tested in tests/gateway/test_browser.py).
 
 Same origin through the site's own proxy of `/v1/*` and `/widget/*` (as the seeds' edge
 proxies `/api/*`): the proxy strips `Origin` (as the gateway's own relay does), so no
@@ -198,6 +200,62 @@ async def test_cross_origin_anonymous_chat_with_the_allowlist(
     await expect(page.get_by_test_id("remaining")).to_be_visible()
 
 
+@pytest.fixture(scope="module")
+def cross_site(
+    mesh: Mesh, cross_origin: CrossOrigin, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceProcess]:
+    """An auth service with `SameSite=None; Secure; Partitioned` cookies and a gateway in
+    front of it that lists the site's origin (the mesh's engines and mail sink)."""
+    records = tmp_path_factory.mktemp("cross-site")
+    auth_env = {
+        **mesh.auth_env,
+        "TIERGATE_AUTH_COOKIES__SAME_SITE": "none",
+        "TIERGATE_AUTH_COOKIES__PARTITIONED": "true",
+        "TIERGATE_AUTH_DATABASE__URL": f"sqlite+aiosqlite:///{records}/auth.db",
+    }
+    with ServiceProcess("tiergate_auth", "TIERGATE_AUTH_", auth_env) as auth:
+        env = {
+            **mesh.gateway_env,
+            "TIERGATE_GATEWAY_AUTH__URL": auth.base_url,
+            "TIERGATE_GATEWAY_BROWSER": f'{{"allowed_origins": ["{cross_origin.site.origin}"]}}',
+        }
+        with ServiceProcess("tiergate_gateway", "TIERGATE_GATEWAY_", env) as gateway:
+            yield gateway
+
+
+async def test_cross_site_sign_in_with_samesite_none_cookies(
+    mesh: Mesh,
+    cross_origin: CrossOrigin,
+    cross_site: ServiceProcess,
+    context: BrowserContext,
+    watched: Watched,
+) -> None:
+    page = watched.page
+    await visitor(context)
+    await page.goto(_embed(cross_origin, "/none.html", cross_site.base_url))
+    async with page.expect_response(lambda r: r.url.endswith("/v1/auth/otp/verify")) as verify:
+        await sign_in(page, mesh)  # the widget says "Signed in" only once /v1/auth/me agrees
+    set_cookie = (await (await verify.value).header_value("set-cookie") or "").lower()
+    assert "samesite=none" in set_cookie, set_cookie
+    assert "partitioned" in set_cookie, set_cookie
+    cookies = {c["name"]: c for c in await context.cookies()}
+    assert cookies["tg_access"]["domain"] == "127.0.0.1"  # the gateway's, not the site's
+    assert cookies["tg_access"]["sameSite"] == "None"
+    assert cookies["tg_access"]["httpOnly"]
+    assert cookies["tg_access"]["secure"]
+    await engine_says(page, {"content": "Signed in from another site."})
+    async with page.expect_response(lambda r: r.url.endswith("/v1/chat/completions")) as chat:
+        await ask(page, "Who am I here?")
+    assert (await chat.value).headers["x-tiergate-tier"] == "user"
+    await expect(page.get_by_test_id("answer").last).to_contain_text("Signed in from another")
+    await expect(page.get_by_test_id("tier-label")).to_contain_text("Signed in")
+    # Sign-out clears them (same attributes, or a browser keeps a partitioned cookie).
+    await page.get_by_test_id("account-toggle").click()
+    await page.get_by_test_id("signout").click()
+    await expect(page.get_by_test_id("tier-label")).to_contain_text("Anonymous")
+    assert "tg_access" not in {c["name"] for c in await context.cookies()}
+
+
 async def test_cross_origin_cookie_sign_in_does_not_survive_samesite_strict(
     mesh: Mesh, cross_origin: CrossOrigin, context: BrowserContext, watched: Watched
 ) -> None:
@@ -211,8 +269,12 @@ async def test_cross_origin_cookie_sign_in_does_not_survive_samesite_strict(
     answer = await verify.value
     assert answer.status == 200
     assert "samesite=strict" in (await answer.header_value("set-cookie") or "").lower()
-    # ... but the browser keeps no session cookie from a cross-site response ...
+    # ... but the browser keeps no session cookie from a cross-site response, and the
+    # widget, asking /v1/auth/me, says so instead of claiming the visitor is signed in.
+    error = page.get_by_test_id("signin-error")
+    await expect(error).to_contain_text("did not keep the sign-in cookie")
     assert "tg_access" not in {c["name"] for c in await context.cookies()}
+    await page.get_by_test_id("account-toggle").click()
     # ... so the gateway sees the next chat as anonymous, and the label says so.
     await engine_says(page, {"content": "Still anonymous."})
     async with page.expect_response(lambda r: r.url.endswith("/v1/chat/completions")) as chat:

@@ -3,13 +3,12 @@ model (SmolLM2 on llama.cpp, the cpu-llm service) streams an answer grounded by 
 over tiergate's own documentation (config/rag.toml's corpus), with its sources listed.
 
 No fake anywhere: rag, cpu-llm and a gateway serving the built widget run as processes (this
-module's own; tests/conftest.py marks the module `model`, it starts a model).
+module's own; marked `model`: it starts one, through tiergate_testkit.grounded).
 """
 
 from __future__ import annotations
 
 import json
-import tomllib
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,12 +16,13 @@ from pathlib import Path
 import pytest
 from playwright.async_api import BrowserContext, expect
 
+from tiergate_testkit.grounded import grounded_backends, shipped_corpus
 from tiergate_testkit.services import ServiceProcess
 
 from .conftest import SMALL, Watched
 from .test_chat_browser import ask, axe, visitor
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.model]
 
 REPO = Path(__file__).resolve().parents[2]
 ENGINE_MODEL = "smollm2-135m-instruct"
@@ -34,21 +34,13 @@ QUESTION = "How many requests may an anonymous visitor send to tiergate in 15 mi
 @pytest.fixture(scope="module")
 def gateway(web_dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     work = tmp_path_factory.mktemp("web-grounded")
-    corpus = tomllib.loads((REPO / "config" / "rag.toml").read_text())["corpus"]
-    rag_env = {
-        "TIERGATE_RAG_INDEX_DIR": str(work / "index"),
-        "TIERGATE_RAG_CORPUS": json.dumps([str(REPO / path) for path in corpus]),
-    }
-    cpu_env = {
-        "TIERGATE_CPU_LLM_ENGINE__THREADS": "1",
-        "TIERGATE_CPU_LLM_ENGINE__PARALLEL": "2",
-        "TIERGATE_CPU_LLM_ENGINE__SEED": "42",
-        "TIERGATE_CPU_LLM_ENGINE__MODEL_ID": ENGINE_MODEL,
-    }
-    with (
-        ServiceProcess("tiergate_rag", "TIERGATE_RAG_", rag_env) as rag,
-        ServiceProcess("tiergate_cpu_llm", "TIERGATE_CPU_LLM_", cpu_env) as cpu,
-    ):
+    with grounded_backends(
+        work / "index",
+        shipped_corpus(REPO),
+        model_id=ENGINE_MODEL,
+        cpu_env={"TIERGATE_CPU_LLM_ENGINE__PARALLEL": "2"},
+    ) as backends:
+        rag, cpu = backends.rag, backends.cpu
         env = {
             "TIERGATE_GATEWAY_BACKENDS__CPU__BASE_URL": f"{cpu.base_url}/v1",
             "TIERGATE_GATEWAY_BACKENDS__CPU__KIND": "llamacpp",

@@ -24,6 +24,7 @@ from .conftest import (
     chat_page,
     serve_page,
     sign_in,
+    statuses,
 )
 from .test_chat_browser import ask, axe, engine_says, visitor
 
@@ -121,9 +122,7 @@ async def test_a_model_still_waking_shows_the_waking_state_then_retry_answers(
     assert await axe(page) == []
     # The widget polls /v1/status; once the large model is ready the banner says "a moment".
     await expect(banner).to_contain_text("Try again in a moment", timeout=(retry_after + 15) * 1000)
-    async with httpx.AsyncClient(timeout=10) as http:
-        status = (await http.get(f"{mesh.url}/v1/status")).json()
-    assert {d["id"]: d["state"] for d in status["data"]}[LARGE] == "ready"
+    assert (await statuses(mesh, context))[LARGE] == "ready"
     await banner.get_by_test_id("banner-retry").click()
     answer = page.get_by_test_id("answer").last
     await expect(answer).to_contain_text("Awake now.")

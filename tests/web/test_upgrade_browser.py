@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import pytest
 from playwright.async_api import BrowserContext, Page, expect
 
-from .conftest import LARGE, SMALL, Mesh, Watched, chat_page, serve_page, sign_in
+from .conftest import LARGE, SMALL, Mesh, Watched, chat_page, serve_page, sign_in, statuses
 from .test_chat_browser import ask, axe, engine_says, visitor
 
 pytestmark = pytest.mark.browser
@@ -53,20 +52,15 @@ async def tab_to(page: Page, testid: str, presses: int = 25) -> dict[str, Any]:
     raise AssertionError(f"{testid} never got the focus by Tab")
 
 
-async def statuses(mesh: Mesh) -> dict[str, str]:
-    async with httpx.AsyncClient(timeout=10) as http:
-        found = (await http.get(f"{mesh.url}/v1/status")).json()
-    return {d["id"]: d["state"] for d in found["data"]}
-
-
 async def test_cpu_first_upgrade_labels_the_quick_answer_then_the_large_one(
     mesh: Mesh, context: BrowserContext, watched: Watched
 ) -> None:
     page = watched.page
     await visitor(context)
     await page.goto(mesh.url + "/")
+    assert LARGE not in await statuses(mesh)  # anonymous visitors are never told of it
     await sign_in(page, mesh)
-    assert (await statuses(mesh))[LARGE] != "ready"  # the GPU fake is still asleep
+    assert (await statuses(mesh, context))[LARGE] != "ready"  # the GPU fake is still asleep
     await engine_says(page, {"content": "Meanwhile, the small one."})
     await ask(page, "Hello?")
     first = page.get_by_test_id("answer").nth(0)  # a locator: `.last` would move on
@@ -77,10 +71,10 @@ async def test_cpu_first_upgrade_labels_the_quick_answer_then_the_large_one(
     await expect(first.get_by_test_id("quick-answer")).to_be_visible()
     await expect(page.get_by_test_id("model-label")).to_contain_text("small model on CPU")
     # The large one takes 3 s to load: the page must not claim it is ready before it is.
-    assert (await statuses(mesh))[LARGE] != "ready"
+    assert (await statuses(mesh, context))[LARGE] != "ready"
     await expect(page.get_by_test_id("large-ready")).to_have_count(0)
     await expect(page.get_by_test_id("large-ready")).to_be_visible(timeout=30_000)
-    assert (await statuses(mesh))[LARGE] == "ready"
+    assert (await statuses(mesh, context))[LARGE] == "ready"
     assert await axe(page) == []
     await engine_says(page, {"content": "Now the large one."})
     await ask(page, "And now?")

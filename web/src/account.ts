@@ -126,6 +126,18 @@ export class TiergateAccount extends LitElement {
     this.error = "";
     try {
       const me = await this.api.otpVerify(this.email, code);
+      // The code was right, but is the session here? A browser that refuses the cookies
+      // (a cross-site embed with SameSite cookies, or third-party cookies blocked) keeps
+      // none: ask who we are before saying "signed in".
+      try {
+        await this.api.me();
+      } catch (e) {
+        if (e instanceof HttpError && e.status === 401) {
+          this.error = this.t("cookiesRefused");
+          return;
+        }
+        throw e;
+      }
       this.step = "email";
       this.emit("tiergate-signed-in", { ...me, email: me.email ?? this.email });
     } catch (e) {

@@ -56,6 +56,8 @@ export interface StatusEntry {
   state: "ready" | "waking" | "asleep" | "down";
   eta_s?: number | null;
   answered_by?: string | null;
+  /** A routed model: the model it stands for (its state is that model's). */
+  routes_to?: string | null;
 }
 
 export interface Status {
@@ -158,11 +160,33 @@ async function errorFrom(res: Response): Promise<HttpError> {
 export class Api {
   constructor(readonly origin: string) {}
 
-  private async call<T>(path: string, init: RequestInit & { auth?: boolean } = {}): Promise<T> {
+  private refreshing: Promise<unknown> | undefined;
+
+  /** One refresh at a time, however many calls found the access cookie expired. */
+  refresh(): Promise<unknown> {
+    this.refreshing ??= this.call("/v1/auth/refresh", { method: "POST", auth: true, body: "{}" }).finally(() => {
+      this.refreshing = undefined;
+    });
+    return this.refreshing;
+  }
+
+  private async call<T>(path: string, init: RequestInit & { auth?: boolean } = {}, again = true): Promise<T> {
     const headers = new Headers(init.headers);
     if (init.body !== undefined) headers.set("content-type", "application/json");
     if (init.auth) headers.set("x-tiergate-session", "cookie");
     const res = await fetch(this.origin + path, { ...init, headers, credentials: "include" });
+    // An expired access cookie (15 minutes): refresh once and ask again. The auth endpoints
+    // answer their own 401s (a wrong code, an ended session) and are never retried.
+    if (res.status === 401 && again && !init.auth) {
+      const first = await errorFrom(res);
+      if (first.code !== "invalid_token") throw first;
+      try {
+        await this.refresh();
+      } catch {
+        throw first;
+      }
+      return this.call<T>(path, init, false);
+    }
     if (!res.ok) throw await errorFrom(res);
     if (res.status === 204) return undefined as T;
     const text = await res.text();
@@ -181,9 +205,6 @@ export class Api {
 
   me(): Promise<Me> {
     return this.call<Me>("/v1/auth/me", { auth: true });
-  }
-  refresh(): Promise<unknown> {
-    return this.call("/v1/auth/refresh", { method: "POST", auth: true, body: "{}" });
   }
   otpStart(email: string): Promise<unknown> {
     return this.call("/v1/auth/otp/start", { method: "POST", auth: true, body: JSON.stringify({ email }) });

@@ -72,6 +72,8 @@ const en = {
   back: "Back",
   signInFailed: "Sign-in failed: {message}",
   codeInvalid: "Enter the 6 digits from the e-mail.",
+  cookiesRefused:
+    "The code was right, but this browser did not keep the sign-in cookie (it blocks cookies from this chat's site here). Allow them, or use the chat on its own page.",
   consent:
     "Keep my chats for 7 days so I can read them again. Off: nothing is stored; turning it off erases what was kept.",
   history: "Your chats (kept 7 days)",
@@ -160,6 +162,8 @@ const fr: Strings = {
   back: "Retour",
   signInFailed: "Échec de la connexion : {message}",
   codeInvalid: "Saisissez les 6 chiffres reçus par e-mail.",
+  cookiesRefused:
+    "Le code est bon, mais ce navigateur n’a pas gardé le cookie de connexion (il bloque ici les cookies du site de ce chat). Autorisez-les, ou utilisez le chat sur sa propre page.",
   consent:
     "Conserver mes discussions 7 jours pour pouvoir les relire. Désactivé : rien n’est conservé ; le désactiver efface ce qui a été gardé.",
   history: "Vos discussions (gardées 7 jours)",

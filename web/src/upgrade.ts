@@ -20,13 +20,12 @@ export class StatusPoller {
       try {
         const s = await this.status();
         this.onStatus(s);
-        // What we wait for is a model that is not ready yet: the one asked for, else the one
-        // the answering model stands in for (`answered_by`). A routed model (`tiergate`) is
-        // listed under its own backend and reads "ready" while its first choice still wakes.
-        const waiting = (d: (typeof s.data)[number]) => d.state !== "ready" && d.id !== answeredBy;
+        // What we wait for: the model asked for (a routed `tiergate` reads the state of the
+        // model it stands for, `routes_to`), else — not listed for this visitor — any model
+        // the answering one stands in for (`answered_by`).
         const target =
-          s.data.find((d) => d.id === wanted && waiting(d)) ??
-          s.data.find((d) => waiting(d) && (!answeredBy || d.answered_by === answeredBy));
+          s.data.find((d) => d.id === wanted) ??
+          s.data.find((d) => d.state !== "ready" && d.id !== answeredBy && (!answeredBy || d.answered_by === answeredBy));
         if (!target || target.state === "ready") {
           this.onReady();
           return;

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable
-from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
 import httpx
@@ -168,32 +167,46 @@ class ReverseProxy:
         )
 
 
+class _RelayedCookie(Cookie):
+    """An upstream `Set-Cookie` line, sent on exactly as it came (a proxy does not rewrite
+    cookies: attributes `http.cookies` does not know, such as CHIPS' `Partitioned`, survive).
+    Key, path and domain are parsed only for Litestar's bookkeeping (cookie identity)."""
+
+    def __init__(self, line: str) -> None:
+        name, _, rest = line.partition("=")
+        attributes = {}
+        for part in rest.split(";")[1:]:
+            attr, _, value = part.partition("=")
+            attributes[attr.strip().lower()] = value.strip()
+        super().__init__(
+            key=name.strip(),
+            path=attributes.get("path") or "/",
+            domain=attributes.get("domain") or None,
+        )
+        self.line = line
+
+    def to_header(self, **kwargs: Any) -> str:
+        header = kwargs.get("header", "Set-Cookie:")
+        return f"{header} {self.line}".strip()
+
+    def to_encoded_header(self) -> tuple[bytes, bytes]:
+        return b"set-cookie", self.line.encode("latin-1")
+
+
 def _cookies(set_cookie: list[str]) -> list[Cookie]:
-    """Upstream `Set-Cookie` headers as Litestar cookies (a response keeps headers in a dict,
-    which would fold several `Set-Cookie` lines into one broken value)."""
+    """Upstream `Set-Cookie` lines, each relayed verbatim (a response keeps headers in a dict,
+    which would fold several `Set-Cookie` lines into one broken value). A line without a
+    cookie name, or with a character a header cannot carry, is dropped rather than mangled."""
     cookies: list[Cookie] = []
     for line in set_cookie:
-        parsed = SimpleCookie()
+        name = line.partition("=")[0].strip()
+        if not name or "=" not in line or any(c in line for c in "\r\n\0"):
+            continue
         try:
-            parsed.load(line)
-        except CookieError:
-            continue  # not relayable; dropping it beats sending a mangled one
-        for morsel in parsed.values():
-            max_age = morsel["max-age"]
-            same_site = str(morsel["samesite"]).lower() or "lax"
-            cookies.append(
-                Cookie(
-                    key=morsel.key,
-                    value=morsel.value,
-                    path=morsel["path"] or "/",
-                    domain=morsel["domain"] or None,
-                    max_age=int(max_age) if str(max_age).lstrip("-").isdigit() else None,
-                    expires=None,
-                    secure=bool(morsel["secure"]),
-                    httponly=bool(morsel["httponly"]),
-                    samesite=same_site if same_site in {"lax", "strict", "none"} else "lax",  # type: ignore[arg-type]
-                )
-            )
+            line.encode("latin-1")
+        except UnicodeEncodeError:
+            continue
+        cookies.append(_RelayedCookie(line.strip()))
     return cookies
 
 

@@ -11,14 +11,14 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, delete, get, post, put
-from litestar.datastructures import Cookie
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
 from prometheus_client import Counter
 
+from tiergate_auth.cookies import clearing_cookies, cookie, session_cookies
 from tiergate_auth.records.repository import Records, audit_best_effort
 from tiergate_auth.service import AuthService, Issued
-from tiergate_auth.settings import AuthSettings
+from tiergate_auth.settings import AuthSettings, CookieSettings
 from tiergate_proto.identity import (
     ApiKeyCreate,
     ApiKeyCreated,
@@ -89,7 +89,7 @@ class Context:
     """The durable records (None: no `[database] url`)."""
 
     @property
-    def cookies(self) -> Any:
+    def cookies(self) -> CookieSettings:
         """The cookie settings."""
         return self.settings.cookies
 
@@ -107,32 +107,6 @@ class Context:
         """Whether tokens go into cookies for this request."""
         return self.cookies.enabled and request.headers.get(COOKIE_MODE_HEADER, "") == "cookie"
 
-    def session_cookies(self, access: str, refresh: str) -> list[Cookie]:
-        """HttpOnly, Secure, SameSite cookies for the tokens (refresh: auth paths only)."""
-        cookies = self.cookies
-        common: dict[str, Any] = {
-            "httponly": True,
-            "secure": cookies.secure,
-            "samesite": cookies.same_site,
-            "domain": cookies.domain,
-        }
-        return [
-            Cookie(
-                key=cookies.access_name,
-                value=access,
-                path="/",
-                max_age=self.settings.access_ttl_s,
-                **common,
-            ),
-            Cookie(
-                key=cookies.refresh_name,
-                value=refresh,
-                path=cookies.refresh_path,
-                max_age=self.settings.refresh_ttl_s,
-                **common,
-            ),
-        ]
-
     def issued(self, request: Request[Any, Any, Any], tokens: Issued) -> Response[bytes]:
         """The answer carrying a session's tokens (in the body, or in cookie mode in cookies)."""
         in_cookies = self.cookie_mode(request)
@@ -146,7 +120,9 @@ class Context:
         )
         response = json_response(body)
         if in_cookies:
-            response.cookies.extend(self.session_cookies(tokens.access_token, tokens.refresh_token))
+            response.cookies.extend(
+                session_cookies(self.settings, tokens.access_token, tokens.refresh_token)
+            )
         response.headers["cache-control"] = "no-store"
         return response
 
@@ -206,11 +182,7 @@ def public_routes(ctx: Context) -> list[HTTPRouteHandler]:
         await ctx.service.logout(token, claims)
         response = json_response({"status": "signed_out"})
         if ctx.cookies.enabled:
-            for name, path in (
-                (ctx.cookies.access_name, "/"),
-                (ctx.cookies.refresh_name, ctx.cookies.refresh_path),
-            ):
-                response.delete_cookie(name, path=path, domain=ctx.cookies.domain)
+            response.cookies.extend(clearing_cookies(ctx.settings))
         return response
 
     @get("/v1/auth/me")
@@ -235,7 +207,7 @@ def public_routes(ctx: Context) -> list[HTTPRouteHandler]:
             )
         )
         if in_cookies:
-            response.cookies.append(ctx.session_cookies(access, "")[0])
+            response.cookies.append(cookie(ctx.settings, "access", access))
         return response
 
     @get(["/.well-known/jwks.json", "/v1/auth/jwks"])

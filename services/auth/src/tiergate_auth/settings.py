@@ -68,12 +68,32 @@ class OtpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 
 
 class CookieSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Cookie mode for the website: tokens in HttpOnly cookies instead of the response body."""
+    """Cookie mode for the website: tokens in HttpOnly cookies instead of the response body.
+
+    Every cookie the service sets or clears carries the same attributes (a browser removes a
+    cookie only when the clearing one matches it, partition included)."""
 
     enabled: bool = False
     secure: bool = True
-    same_site: Literal["strict", "lax"] = "strict"
+    """The `Secure` attribute: sent over HTTPS only. Required by `same_site = "none"` and
+    `partitioned = true` (browsers drop such cookies without it)."""
+    same_site: Literal["strict", "lax", "none"] = "strict"
+    """`strict`: the cookies are sent only when the page is on the gateway's own site, which
+    keeps other sites' pages from using a signed-in browser's session. `lax`: also on top-level
+    GET navigations from other sites. `none`: also on requests from pages of other sites, for the
+    chat widget embedded cross-site (widget on `https://shop.example`, gateway on
+    `https://chat.example`); needs `secure = true`. With `none` SameSite no longer guards
+    against cross-site requests; the gateway's origin check does: it refuses credentialed and
+    mutating requests whose `Origin` is not in its `[browser] allowed_origins`, so that list
+    must name the embedding site (and only sites trusted with the users' sessions)."""
+    partitioned: bool = False
+    """Add the CHIPS `Partitioned` attribute to both session cookies, so that they keep
+    working in browsers that block third-party cookies: each cookie is then kept per
+    embedding (top-level) site: a session made in the widget on one site is not seen on
+    another, nor on the gateway's own pages. Meant with `same_site = "none"`; needs
+    `secure = true`."""
     domain: str | None = None
+    """The `Domain` attribute, e.g. `example.org` (unset: host-only cookies)."""
     access_name: str = "tg_access"
     refresh_name: str = "tg_refresh"
     refresh_path: str = "/v1/auth"
@@ -168,7 +188,29 @@ def validate(settings: AuthSettings) -> AuthSettings:
         check_database_url(settings.database.url)
     if settings.access_ttl_s >= settings.refresh_ttl_s:
         raise SettingsError("invalid setting access_ttl_s: must be shorter than refresh_ttl_s")
+    check_cookies(settings.cookies)
     return settings
+
+
+def check_cookies(cookies: CookieSettings) -> None:
+    """SettingsError unless the cookie attributes are ones browsers accept together.
+
+    Browsers ignore a `SameSite=None` cookie without `Secure` (RFC 6265bis) and a
+    `Partitioned` one without `Secure` (CHIPS): the service would answer sign-ins with
+    cookies that are never stored, so it refuses to start instead.
+    """
+    if cookies.secure:
+        return
+    if cookies.same_site == "none":
+        raise SettingsError(
+            'invalid setting cookies.same_site: "none" requires cookies.secure = true '
+            "(browsers drop SameSite=None cookies without Secure)"
+        )
+    if cookies.partitioned:
+        raise SettingsError(
+            "invalid setting cookies.partitioned: requires cookies.secure = true "
+            "(browsers drop Partitioned cookies without Secure)"
+        )
 
 
 def check_database_url(url: str) -> None:

@@ -205,7 +205,7 @@ def create_app(
             *records_routes(
                 gate, records, settings.auth.url, auth_proxy if settings.auth.proxy else None
             ),
-            status_route(status_page, settings.status_cache_s),
+            status_route(status_page, gate, settings.status_cache_s),
             *web_routes(WebFiles(settings.web)),
             moderations_route(gate, metrics, settings.max_body_bytes),
         ],

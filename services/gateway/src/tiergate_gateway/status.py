@@ -19,6 +19,12 @@ the first rule that applies:
 for the wake instead), for `down` those of any rule (the next candidate answers while the
 breaker is open). None when nothing answers meanwhile. The body names public model ids and
 states only: no backend names, URLs, engine model ids or error texts.
+
+Which models are listed is the caller's tier's business (`status_models`): the models the tier
+may use, each with the fallbacks of the first rule that can apply to the tier and starts with
+it. A *routed* model (`tiergate`: the table picks) stands for the model the tier's plain chat
+request goes to first (`routes_to`): it takes that model's backend and that rule's fallbacks,
+so "is `tiergate` ready?" means "would my next question get the large model?".
 """
 
 from __future__ import annotations
@@ -30,10 +36,12 @@ from typing import Literal
 
 import msgspec
 
+from tiergate_gateway.routing.classify import Workload
 from tiergate_gateway.routing.table import RouteRule
 
 __all__ = [
     "BackendView",
+    "ListedModel",
     "ModelStatus",
     "State",
     "StatusList",
@@ -56,6 +64,9 @@ class ModelStatus(msgspec.Struct, kw_only=True):
     answered_by: str | None = None
     """Not `ready`: the model whose answers come meanwhile (null: none, requests wait or
     get a 503 `model_waking`)."""
+    routes_to: str | None = None
+    """A routed model: the model a plain chat request of this tier goes to first (its state is
+    this one's); null for every other model."""
 
 
 class StatusList(msgspec.Struct, kw_only=True):
@@ -94,26 +105,67 @@ class StatusModel:
     """Who answers while it wakes (the rest of its first `cpu_first` rule)."""
     fallbacks: tuple[str, ...] = ()
     """Who answers while it is down (the rest of its first rule)."""
+    routes_to: str | None = None
+    """A routed model: the model it stands for (see the module docstring)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListedModel:
+    """A model the tier may use, as the settings name it."""
+
+    id: str
+    backend: str
+    routed: bool = False
+
+
+_PLAIN_CHAT = Workload(kind="chat", language="")
+"""A plain chat request: matches only rules for any language (`*`)."""
 
 
 def status_models(
-    public: Sequence[tuple[str, str]], rules: Sequence[RouteRule]
+    models: Sequence[ListedModel], rules: Sequence[RouteRule], tier: str
 ) -> list[StatusModel]:
-    """The public (model id, backend) pairs with their fallbacks: the first rule starting
-    with the model gives them (any tier, workload and language)."""
+    """The tier's models with their fallbacks (see the module docstring); fallbacks are only
+    models listed here (the tier may use them)."""
+    listed = {m.id: m for m in models}
+    rules = [rule for rule in rules if rule.tier in {"*", tier}]
     out = []
-    for model_id, backend in public:
-        leading = [rule for rule in rules if rule.models and rule.models[0] == model_id]
+    for model in models:
+        if model.routed:
+            out.append(_routed(model, rules, tier, listed))
+            continue
+        leading = [rule for rule in rules if rule.models and rule.models[0] == model.id]
         cold = next((r for r in leading if r.when_cold == "cpu_first"), None)
         out.append(
             StatusModel(
-                model_id,
-                backend,
-                cold_fallbacks=tuple(cold.models[1:]) if cold is not None else (),
-                fallbacks=tuple(leading[0].models[1:]) if leading else (),
+                model.id,
+                model.backend,
+                cold_fallbacks=_rest(cold.models, listed) if cold is not None else (),
+                fallbacks=_rest(leading[0].models, listed) if leading else (),
             )
         )
     return out
+
+
+def _rest(models: Sequence[str], listed: Mapping[str, ListedModel]) -> tuple[str, ...]:
+    return tuple(m for m in models[1:] if m in listed)
+
+
+def _routed(
+    model: ListedModel, rules: Sequence[RouteRule], tier: str, listed: Mapping[str, ListedModel]
+) -> StatusModel:
+    rule = next((r for r in rules if r.matches(tier, _PLAIN_CHAT)), None)
+    chosen = [m for m in rule.models if m in listed and not listed[m].routed] if rule else []
+    if not chosen:  # no rule sends it anywhere this tier may go: its own backend answers
+        return StatusModel(model.id, model.backend)
+    rest = tuple(chosen[1:])
+    return StatusModel(
+        model.id,
+        listed[chosen[0]].backend,
+        cold_fallbacks=rest if rule is not None and rule.when_cold == "cpu_first" else (),
+        fallbacks=rest,
+        routes_to=chosen[0],
+    )
 
 
 def _state(view: BackendView, now: float) -> tuple[State, int | None]:
@@ -144,5 +196,13 @@ def model_statuses(
         if state != "ready":
             choices = model.fallbacks if state == "down" else model.cold_fallbacks
             answered_by = next((c for c in choices if states.get(c, ("",))[0] == "ready"), None)
-        out.append(ModelStatus(id=model.id, state=state, eta_s=eta, answered_by=answered_by))
+        out.append(
+            ModelStatus(
+                id=model.id,
+                state=state,
+                eta_s=eta,
+                answered_by=answered_by,
+                routes_to=model.routes_to,
+            )
+        )
     return out
