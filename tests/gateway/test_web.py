@@ -94,6 +94,45 @@ async def test_an_allowlisted_origin_gets_one_cors_answer(engine: FakeEngine, di
         assert loader.headers["access-control-allow-credentials"] == "true"
 
 
+async def test_any_origin_may_read_the_widget_but_not_call_the_api(
+    engine: FakeEngine, dist: Path
+) -> None:
+    settings = with_web(
+        engine,
+        WebSettings(dist_dir=str(dist)),
+        browser=BrowserSettings(allowed_origins=["https://listed.example.org"]),
+    )
+    preflight = {
+        "origin": SITE,
+        "access-control-request-method": "GET",
+        "access-control-request-headers": "x-custom",
+    }
+    async with running(settings, engine) as gateway:
+        client = gateway.client
+        # A preflight for the widget's files: answered for any origin, without credentials.
+        answer = await client.options("/widget/widget.js", headers=preflight)
+        assert answer.status_code == 204
+        assert answer.headers["access-control-allow-origin"] == "*"
+        assert answer.headers["access-control-allow-methods"] == "GET, HEAD"
+        assert answer.headers["access-control-allow-headers"] == "x-custom"
+        assert "access-control-allow-credentials" not in answer.headers
+        # ... a GET with the site's cookies too (the file reads none) ...
+        loader = await client.get(
+            "/widget/widget.js", headers={"origin": SITE, "cookie": "tg_access=x"}
+        )
+        assert loader.status_code == 200
+        assert loader.headers.get_list("access-control-allow-origin") == ["*"]
+        # ... but not the API: a preflight, a credentialed read, a write are refused.
+        for method, path, headers in (
+            ("OPTIONS", "/v1/chat/completions", preflight),
+            ("GET", "/v1/models", {"origin": SITE, "cookie": "tg_access=x"}),
+            ("POST", "/v1/chat/completions", {"origin": SITE}),
+        ):
+            refused = await client.request(method, path, headers=headers)
+            assert refused.status_code == 403, (method, path)
+            assert refused.json()["error"]["code"] == "origin_not_allowed"
+
+
 async def test_nothing_built_is_a_404_naming_the_command(
     engine: FakeEngine, tmp_path: Path
 ) -> None:

@@ -22,11 +22,10 @@ Same origin through the site's own proxy of `/v1/*` and `/widget/*` (as the seed
 proxies `/api/*`): the proxy strips `Origin` (as the gateway's own relay does), so no
 allowlist is needed; chat works and so does sign-in, the cookies being first-party.
 
-The host pages load the widget's files from the allowlisted gateway: the test's per-visitor
-`x-forwarded-for` (a Playwright extra header, which no real browser adds) turns even the
-module script's fetch into a CORS preflight, which a gateway refuses to an origin it does not
-list. A real browser fetches `widget.js` from any origin without one (`Access-Control-Allow-
-Origin: *`).
+The host pages load the widget's files from the gateway they call, allowlisted or not: the
+test's per-visitor `x-forwarded-for` (a Playwright extra header, which no real browser adds)
+turns even the module script's fetch into a CORS preflight, which the gateway answers for any
+origin on `/widget/*` (public files, no credentials) and refuses elsewhere.
 """
 
 from __future__ import annotations
@@ -171,12 +170,9 @@ def _host_csp(gateway: str) -> str:
 
 
 def _embed(cross: CrossOrigin, path: str, gateway: str) -> str:
-    """A host page on the site: the widget's files from the allowlisted gateway, its API
-    calls to `gateway`."""
-    files = cross.allowed.base_url
+    """A host page on the site: the widget's files from `gateway`, and its API calls."""
     element = f'<tiergate-chat mode="page" api="{gateway}"></tiergate-chat>'
-    csp = _host_csp(files if gateway == files else f"{files} {gateway}")
-    cross.site.pages[path] = (chat_page(files, element), csp)
+    cross.site.pages[path] = (chat_page(gateway, element), _host_csp(gateway))
     return cross.site.origin + path
 
 

@@ -33,12 +33,14 @@ def service_app(
     max_body_bytes: int,
     not_ready: Callable[[], str | None] = lambda: None,
     browser: BrowserSettings | None = None,
+    public_prefixes: tuple[str, ...] = (),
     extra_handlers: dict[type[Exception] | int, Callable[..., Any]] | None = None,
 ) -> Litestar:
     """The app: `route_handlers` plus `/healthz`, `/readyz` (`not_ready()`), `/metrics`.
 
     With `browser`, every response carries the security headers and the CORS/origin guard
-    runs in front of the routes. `app.state[METRICS_APP_KEY]` is the bare metrics app that
+    runs in front of the routes (`public_prefixes`: paths of public files, readable from any
+    origin). `app.state[METRICS_APP_KEY]` is the bare metrics app that
     the server puts on the internal port when `[server] metrics_port` is set.
     """
     handlers = {**exception_handlers(), **(extra_handlers or {})}
@@ -48,7 +50,7 @@ def service_app(
         lifespan=[lifespan],
         exception_handlers=handlers,
         before_send=[edge_hook(http_metrics, static)],
-        middleware=[browser_guard(browser)] if browser is not None else [],
+        middleware=[browser_guard(browser, public_prefixes)] if browser is not None else [],
         request_max_body_size=max_body_bytes,
         openapi_config=None,
         debug=False,

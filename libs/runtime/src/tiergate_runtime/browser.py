@@ -12,6 +12,9 @@
   is the host it was sent to (the gateway's own web chat at `/`) is same-origin and passes.
   Requests without `Origin` (servers, SDKs, curl) are not browsers' cross-site requests and
   pass.
+- Public files (`public_prefixes`, the gateway's `/widget/`): any origin may read them, so
+  their preflight is answered for any origin without credentials (`*`, GET/HEAD only), and
+  a GET or HEAD of them passes even with cookies (a static file reads none).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Annotated
 
 import msgspec
 from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPResponseStartEvent, Receive, Scope, Send
 
 from tiergate_runtime.edge import request_record
 from tiergate_runtime.errors import error_body
@@ -103,8 +106,26 @@ async def _refuse(send: Send, message: str, headers: list[tuple[bytes, bytes]]) 
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-def browser_guard(settings: BrowserSettings) -> Callable[[ASGIApp], ASGIApp]:
-    """ASGI middleware factory (Litestar `middleware=[...]`) enforcing the rules above."""
+def _preflight_answer(
+    origin: bytes, methods: bytes, headers: bytes, max_age: bytes, credentials: bool
+) -> HTTPResponseStartEvent:
+    out = [
+        (b"access-control-allow-origin", origin),
+        (b"access-control-allow-methods", methods),
+        (b"access-control-allow-headers", headers),
+        (b"access-control-max-age", max_age),
+        (b"vary", b"Origin"),
+    ]
+    if credentials:
+        out.append((b"access-control-allow-credentials", b"true"))
+    return {"type": "http.response.start", "status": 204, "headers": out}
+
+
+def browser_guard(
+    settings: BrowserSettings, public_prefixes: tuple[str, ...] = ()
+) -> Callable[[ASGIApp], ASGIApp]:
+    """ASGI middleware factory (Litestar `middleware=[...]`) enforcing the rules above;
+    paths under `public_prefixes` are public files (readable from any origin)."""
     allowed = frozenset(origin.rstrip("/").lower() for origin in settings.allowed_origins)
     max_age = str(settings.preflight_max_age_s).encode()
 
@@ -127,29 +148,29 @@ def browser_guard(settings: BrowserSettings) -> Callable[[ASGIApp], ASGIApp]:
             record = request_record(scope)
             vary = [(b"vary", b"Origin")]
             preflight = method == "OPTIONS" and _header(scope, b"access-control-request-method")
+            public = bool(public_prefixes) and str(scope.get("path", "")).startswith(
+                public_prefixes
+            )
             if preflight:
                 record.route = "preflight"
-                if not is_allowed:
+                requested = _header(scope, b"access-control-request-headers") or b""
+                if is_allowed:
+                    answer = _preflight_answer(
+                        origin, b"GET, POST, PUT, DELETE", requested, max_age, credentials=True
+                    )
+                elif public:
+                    answer = _preflight_answer(
+                        b"*", b"GET, HEAD", requested, max_age, credentials=False
+                    )
+                else:
                     await _refuse(send, "This origin may not call this API.", vary)
                     return
-                requested = _header(scope, b"access-control-request-headers") or b""
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 204,
-                        "headers": [
-                            (b"access-control-allow-origin", origin),
-                            (b"access-control-allow-credentials", b"true"),
-                            (b"access-control-allow-methods", b"GET, POST, PUT, DELETE"),
-                            (b"access-control-allow-headers", requested),
-                            (b"access-control-max-age", max_age),
-                            *vary,
-                        ],
-                    }
-                )
+                await send(answer)
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 return
-            credentialed = _header(scope, b"cookie") is not None
+            credentialed = _header(scope, b"cookie") is not None and not (
+                public and method in {"GET", "HEAD"}
+            )
             if not is_allowed and (method not in _SAFE_METHODS or credentialed):
                 await _refuse(send, "This origin may not call this API.", vary)
                 return

@@ -50,7 +50,7 @@ from tiergate_gateway.settings import GatewaySettings, load, validate
 from tiergate_gateway.upstream.admission import Admission
 from tiergate_gateway.upstream.client import Upstream
 from tiergate_gateway.wake import WakeCoordinator
-from tiergate_gateway.web import WebFiles, web_routes
+from tiergate_gateway.web import WIDGET_PREFIX, WebFiles, web_routes
 from tiergate_runtime.app import service_app
 from tiergate_runtime.browser import security_headers
 from tiergate_runtime.clientip import TrustedProxies
@@ -215,6 +215,7 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
         not_ready=prober.not_ready_reason,
         browser=settings.browser,
+        public_prefixes=(WIDGET_PREFIX,),
     )
     app.state.update(
         {"prober": prober, "metrics": metrics, "gate": gate, "wake": wake, "records": records}

@@ -32,7 +32,7 @@ from litestar.params import FromPath
 from tiergate_runtime.edge import request_record
 from tiergate_runtime.errors import NotFound
 
-__all__ = ["PAGE_CSP", "WebFiles", "WebSettings", "web_routes"]
+__all__ = ["PAGE_CSP", "WIDGET_PREFIX", "WebFiles", "WebSettings", "web_routes"]
 
 PAGE_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
@@ -46,6 +46,8 @@ _TYPES = {
     ".svg": "image/svg+xml",
     ".html": "text/html",
 }
+WIDGET_PREFIX = "/widget/"
+"""The widget's files: public, readable from any origin (the browser guard knows it too)."""
 _ACAO = b"access-control-allow-origin"
 _HASHED = re.compile(r"-[A-Za-z0-9_-]{8}\.(?:js|css)$")
 """A name the build gave a content hash (`app-0WX4UFIU.js`): never changes, cached a year."""
@@ -134,7 +136,7 @@ def web_routes(files: WebFiles) -> list[HTTPRouteHandler]:
             raise _not_built(request)
         return _answer(request, files.page, {"content-security-policy": PAGE_CSP})
 
-    @route("/widget/{name:path}", http_method=["GET", "HEAD"], include_in_schema=False)
+    @route(WIDGET_PREFIX + "{name:path}", http_method=["GET", "HEAD"], include_in_schema=False)
     async def widget(request: Request[Any, Any, Any], name: FromPath[str]) -> Response[bytes]:
         found = files.widget.get(name.removeprefix("/"))
         if found is None:
