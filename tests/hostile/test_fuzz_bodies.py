@@ -11,7 +11,7 @@ per route, well under a minute in all.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -367,6 +367,40 @@ async def check(
             assert int(response.headers["retry-after"]) >= 1
 
 
+REACHES = {
+    "test_gateway_chat": [("gateway", "/v1/chat/completions")],
+    "test_gateway_embeddings": [("gateway", "/v1/embeddings")],
+    "test_gateway_completions": [("gateway", "/v1/completions")],
+    "test_gateway_responses": [("gateway", "/v1/responses")],
+    "test_gateway_moderations": [("gateway", "/v1/moderations")],
+    "test_gateway_feedback": [("gateway", "/v1/feedback")],
+    "test_auth_internal_chats": [("auth", "/v1/internal/chats")],
+    "test_auth_internal_feedback": [("auth", "/v1/internal/feedback")],
+    "test_gateway_auth_relay": [("gateway", "/v1/auth/otp/start")],
+    "test_auth_routes": [("auth", "/v1/auth/otp/start")],
+    "test_rag_search": [("rag", "/v1/search")],
+}
+"""What each campaign test must reach: (the mesh's client, route)."""
+
+
+@pytest.fixture(autouse=True)
+def reached_and_some_valid(request: pytest.FixtureRequest, mesh: Mesh) -> Iterator[None]:
+    """After each campaign test: it reached its routes with at least a third of its examples,
+    and not all were 400s (the generators also make bodies the services accept). Checked per
+    test, so it holds whichever worker runs which test."""
+    expected = REACHES.get(request.node.originalname)
+    assert expected is not None or not request.node.originalname.startswith("test_"), (
+        f"{request.node.originalname}: add it to REACHES"
+    )
+    keys = [f"{getattr(mesh, client).base_url.port}{route}" for client, route in expected or ()]
+    before = {key: len(mesh.seen.get(key, [])) for key in keys}
+    yield
+    for key in keys:
+        statuses = mesh.seen.get(key, [])[before[key] :]
+        assert len(statuses) >= EXAMPLES // 3, key
+        assert any(status < 300 for status in statuses), (key, sorted(set(statuses)))
+
+
 @FUZZ
 @given(body=CHAT_BODIES)
 async def test_gateway_chat(mesh: Mesh, body: bytes) -> None:
@@ -438,27 +472,3 @@ async def test_auth_routes(mesh: Mesh, body: bytes, route: str) -> None:
 @given(body=SEARCH_BODIES)
 async def test_rag_search(mesh: Mesh, body: bytes) -> None:
     await check(mesh, mesh.rag, "/v1/search", body)
-
-
-async def test_the_campaign_reached_every_route_and_some_bodies_were_valid(mesh: Mesh) -> None:
-    """Not all 400s: the generators also produce bodies the services accept."""
-    for client, route in (
-        (mesh.gateway, "/v1/chat/completions"),
-        (mesh.gateway, "/v1/embeddings"),
-        (mesh.gateway, "/v1/completions"),
-        (mesh.gateway, "/v1/responses"),
-        (mesh.gateway, "/v1/moderations"),
-        (mesh.gateway, "/v1/feedback"),
-        (mesh.auth, "/v1/internal/chats"),
-        (mesh.auth, "/v1/internal/feedback"),
-        (mesh.gateway, "/v1/auth/otp/start"),
-        (mesh.auth, "/v1/auth/otp/start"),
-        (mesh.rag, "/v1/search"),
-    ):
-        statuses = mesh.seen.get(f"{client.base_url.port}{route}", [])
-        assert len(statuses) >= EXAMPLES // 3, route
-        assert any(status < 300 for status in statuses), (route, sorted(set(statuses)))
-    total = sum(len(s) for s in mesh.seen.values())
-    print(
-        f"fuzz: {total} requests, 5xx: 0, by route: { {r: len(s) for r, s in mesh.seen.items()} }"
-    )

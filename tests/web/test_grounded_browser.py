@@ -22,7 +22,7 @@ from tiergate_testkit.services import ServiceProcess
 from .conftest import SMALL, Watched
 from .test_chat_browser import ask, axe, visitor
 
-pytestmark = [pytest.mark.browser, pytest.mark.model]
+pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[2]
 ENGINE_MODEL = "smollm2-135m-instruct"
