@@ -22,7 +22,7 @@ test: setup lint typecheck check-schemas ## Everything CI checks: lint, types, s
 
 # Tests that start a model process are marked `model` by tests/conftest.py (nobody marks them).
 # 4 workers on 2 cores: many tests wait on sockets and timers (measured: 4 beat 2 and 6; README).
-test-fast: setup lint typecheck ## Lint, types and every test that starts no model (4 workers, ~110 s)
+test-fast: setup lint typecheck ## Lint, types and every test that starts no model (4 workers, ~210 s)
 	$(VENV_BIN)/pytest -n 4 --dist worksteal -m "not model"
 
 lint: setup ## ruff lint and format check
