@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 
+from tiergate_auth.sink import MailSink
 from tiergate_gateway.app import create_app
 from tiergate_gateway.settings import (
     AuthLink,
@@ -65,6 +66,21 @@ def gateway_settings(engine_url: str, **backend: object) -> GatewaySettings:
 async def engine() -> AsyncIterator[FakeEngine]:
     async with FakeEngine(models=[ENGINE_MODEL]) as fake:
         yield fake
+
+
+@pytest.fixture
+async def gpu() -> AsyncIterator[FakeEngine]:
+    """A GPU engine stand-in scaled to zero: its platform wake loads it in 0.3 s."""
+    async with FakeEngine(models=["engine-large"], scaled_to_zero=True, load_time_s=0.3) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def sink() -> Iterator[MailSink]:
+    """A real SMTP sink catching the auth service's mail (one per test module)."""
+    mail = MailSink().start()
+    yield mail
+    mail.stop()
 
 
 @pytest.fixture

@@ -12,13 +12,12 @@ gateway sees them as distinct peers without trusting anything itself.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import msgspec
-import pytest
 
 from tiergate_auth.app import create_app as create_auth_app
 from tiergate_auth.settings import AuthSettings, OtpSettings, SmtpSettings
@@ -34,13 +33,6 @@ from .conftest import gateway_settings
 
 PER_ADDRESS = 3
 START = "/v1/auth/otp/start"
-
-
-@pytest.fixture(scope="module")
-def sink() -> Iterator[MailSink]:
-    mail = MailSink().start()
-    yield mail
-    mail.stop()
 
 
 def auth_settings(sink: MailSink, **overrides: Any) -> AuthSettings:

@@ -40,13 +40,6 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
 
 
-@pytest.fixture(scope="module")
-def sink() -> Iterator[MailSink]:
-    mail = MailSink().start()
-    yield mail
-    mail.stop()
-
-
 TIERS = {
     "anonymous": TierPolicy(models=[ALIAS], max_tokens=300, tools=False),
     "user": TierPolicy(models=["*"], max_tokens=1024),

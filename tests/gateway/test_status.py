@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -234,12 +234,6 @@ def test_a_routed_model_reads_waking_while_its_choice_wakes() -> None:
 def redis_server() -> Iterator[RedisServer]:
     with RedisServer() as server:
         yield server
-
-
-@pytest.fixture
-async def gpu() -> AsyncIterator[FakeEngine]:
-    async with FakeEngine(models=["engine-large"], scaled_to_zero=True, load_time_s=0.3) as fake:
-        yield fake
 
 
 def status_settings(

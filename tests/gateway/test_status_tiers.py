@@ -42,19 +42,6 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
 
 
-@pytest.fixture(scope="module")
-def sink() -> Iterator[MailSink]:
-    mail = MailSink().start()
-    yield mail
-    mail.stop()
-
-
-@pytest.fixture
-async def gpu() -> AsyncIterator[FakeEngine]:
-    async with FakeEngine(models=["engine-large"], scaled_to_zero=True, load_time_s=0.5) as fake:
-        yield fake
-
-
 def settings_for(
     engine: FakeEngine, gpu: FakeEngine, auth_url: str, store: StoreSettings
 ) -> GatewaySettings:

@@ -43,7 +43,7 @@ from tiergate_gateway.web import PAGE_CSP
 from tiergate_testkit.services import ServiceProcess
 
 from .conftest import Mesh, Watched, chat_page, sign_in
-from .test_chat_browser import ask, engine_says, visitor
+from .test_chat_browser import ask, asked, engine_says, visitor
 
 pytestmark = pytest.mark.browser
 
@@ -183,9 +183,7 @@ async def test_cross_origin_anonymous_chat_with_the_allowlist(
     await visitor(context)
     await engine_says(page, {"content": "Hello from afar."})
     await page.goto(_embed(cross_origin, "/allowed.html", cross_origin.allowed.base_url))
-    async with page.expect_response(lambda r: r.url.endswith("/v1/chat/completions")) as chat:
-        await ask(page, "Hi from another site.")
-    response = await chat.value
+    response = await asked(page, "Hi from another site.")
     assert response.status == 200
     assert response.headers["access-control-allow-origin"] == cross_origin.site.origin
     assert response.headers["access-control-allow-credentials"] == "true"
@@ -240,9 +238,8 @@ async def test_cross_site_sign_in_with_samesite_none_cookies(
     assert cookies["tg_access"]["httpOnly"]
     assert cookies["tg_access"]["secure"]
     await engine_says(page, {"content": "Signed in from another site."})
-    async with page.expect_response(lambda r: r.url.endswith("/v1/chat/completions")) as chat:
-        await ask(page, "Who am I here?")
-    assert (await chat.value).headers["x-tiergate-tier"] == "user"
+    chat = await asked(page, "Who am I here?")
+    assert chat.headers["x-tiergate-tier"] == "user"
     await expect(page.get_by_test_id("answer").last).to_contain_text("Signed in from another")
     await expect(page.get_by_test_id("tier-label")).to_contain_text("Signed in")
     # Sign-out clears them (same attributes, or a browser keeps a partitioned cookie).
@@ -273,9 +270,8 @@ async def test_cross_origin_cookie_sign_in_does_not_survive_samesite_strict(
     await page.get_by_test_id("account-toggle").click()
     # ... so the gateway sees the next chat as anonymous, and the label says so.
     await engine_says(page, {"content": "Still anonymous."})
-    async with page.expect_response(lambda r: r.url.endswith("/v1/chat/completions")) as chat:
-        await ask(page, "Who am I?")
-    assert (await chat.value).headers["x-tiergate-tier"] == "anonymous"
+    chat = await asked(page, "Who am I?")
+    assert chat.headers["x-tiergate-tier"] == "anonymous"
     await expect(page.get_by_test_id("answer").last).to_contain_text("Still anonymous.")
     await expect(page.get_by_test_id("tier-label")).to_contain_text("Anonymous")
 
@@ -325,8 +321,7 @@ async def test_same_origin_through_the_sites_proxy_chat_and_sign_in(
     assert cookies["tg_access"]["domain"] == "localhost"  # first-party, on the site's origin
     assert cookies["tg_access"]["httpOnly"] is True
     await engine_says(page, {"content": "Signed in, through the proxy."})
-    async with page.expect_response(lambda r: r.url.endswith("/v1/chat/completions")) as chat:
-        await ask(page, "Who am I now?")
-    assert (await chat.value).headers["x-tiergate-tier"] == "user"
+    chat = await asked(page, "Who am I now?")
+    assert chat.headers["x-tiergate-tier"] == "user"
     await expect(page.get_by_test_id("answer").last).to_contain_text("Signed in, through")
     await expect(page.get_by_test_id("tier-label")).to_contain_text("Signed in")

@@ -20,7 +20,7 @@ from tiergate_testkit.grounded import grounded_backends, shipped_corpus
 from tiergate_testkit.services import ServiceProcess
 
 from .conftest import SMALL, Watched
-from .test_chat_browser import ask, axe, visitor
+from .test_chat_browser import asked, axe, visitor
 
 pytestmark = pytest.mark.browser
 
@@ -68,9 +68,7 @@ async def test_an_anonymous_question_about_tiergate_streams_a_grounded_answer_wi
     await visitor(context)
     await page.goto(gateway + "/")
     await expect(page.get_by_test_id("tier-label")).to_contain_text("Anonymous")
-    async with page.expect_response(lambda r: r.url.endswith("/v1/chat/completions")) as chat:
-        await ask(page, QUESTION)
-    response = await chat.value
+    response = await asked(page, QUESTION)
     assert response.status == 200
     assert response.headers["content-type"].startswith("text/event-stream")
     assert response.headers["x-tiergate-grounding"] == "grounded"

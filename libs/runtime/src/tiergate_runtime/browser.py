@@ -148,9 +148,7 @@ def browser_guard(
             record = request_record(scope)
             vary = [(b"vary", b"Origin")]
             preflight = method == "OPTIONS" and _header(scope, b"access-control-request-method")
-            public = bool(public_prefixes) and str(scope.get("path", "")).startswith(
-                public_prefixes
-            )
+            public = str(scope.get("path", "")).startswith(public_prefixes)
             if preflight:
                 record.route = "preflight"
                 requested = _header(scope, b"access-control-request-headers") or b""

@@ -69,14 +69,8 @@ class StatusPage:
         self._cache_s = settings.status_cache_s
         self._pages: dict[tuple[str, frozenset[str]], _Cached] = {}
 
-    def models(self, tier: str, allowed: frozenset[str]) -> list[StatusModel]:
-        """What the page of a tier whose callers may use `allowed` (`*`: all) lists."""
-        return self._page(tier, allowed).models
-
-    def body(self, tier: str = "anonymous", allowed: frozenset[str] | None = None) -> bytes:
-        """The current body for `tier` (default: the anonymous tier's models; cached)."""
-        if allowed is None:
-            allowed = frozenset(self._settings.tiers["anonymous"].models)
+    def body(self, tier: str, allowed: frozenset[str]) -> bytes:
+        """The current body for callers of `tier` who may use `allowed` (`*`: all; cached)."""
         page = self._page(tier, allowed)
         now = self._clock()
         if now >= page.until:
