@@ -14,9 +14,9 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import BrowserContext, Page, Route, expect
+from playwright.async_api import BrowserContext, Page, Response, Route, expect
 
-from .conftest import ADMIN, ANONYMOUS_REQUESTS, Mesh, Watched
+from .conftest import ADMIN, ANONYMOUS_REQUESTS, Mesh, Watched, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -46,6 +46,13 @@ async def ask(page: Page, text: str) -> None:
     box = page.get_by_test_id("chat-input")
     await box.fill(text)
     await box.press("Enter")
+
+
+async def asked(page: Page, text: str) -> Response:
+    """`ask`, and the gateway's answer to the chat request it made (headers in)."""
+    async with page.expect_response(lambda r: r.url.endswith("/v1/chat/completions")) as chat:
+        await ask(page, text)
+    return await chat.value
 
 
 async def axe(page: Page) -> list[dict[str, Any]]:
@@ -172,17 +179,9 @@ async def test_sign_in_consent_history_erase_and_sign_out(
 ) -> None:
     page = watched.page
     await visitor(context)
-    email = f"web-{uuid.uuid4().hex[:8]}@example.org"
     await page.goto(mesh.url + "/")
-    await page.get_by_test_id("account-toggle").click()
-    await page.get_by_test_id("signin-email").fill(email)
-    await page.get_by_test_id("signin-send-code").click()
-    await expect(page.get_by_test_id("signin-code")).to_be_visible()
-    code = mesh.sink.wait_for(email, 1, 10).code
-    assert code is not None
-    await page.get_by_test_id("signin-code").fill(code)
-    await page.get_by_test_id("signin-verify").click()
-    await expect(page.get_by_test_id("tier-label")).to_contain_text("Signed in")
+    await sign_in(page, mesh)  # through the widget, with the code from the mail sink
+    await page.get_by_test_id("account-toggle").click()  # the account panel again
     # The session lives in HttpOnly cookies only: nothing readable by script.
     assert "tg_" not in await page.evaluate("document.cookie")
     stored = await page.evaluate("JSON.stringify(localStorage)")
@@ -203,3 +202,31 @@ async def test_sign_in_consent_history_erase_and_sign_out(
     await page.get_by_test_id("signout").click()
     await expect(page.get_by_test_id("tier-label")).to_contain_text("Anonymous")
     assert "tg_access" not in {c["name"] for c in await context.cookies()}
+
+
+async def test_an_expiring_session_is_refreshed_before_the_next_question(
+    mesh: Mesh, context: BrowserContext, watched: Watched
+) -> None:
+    """The browser drops the access cookie when it expires (15 minutes): a question sent
+    without it would be answered as anonymous. The widget refreshes first."""
+    page = watched.page
+    await visitor(context)
+    await page.clock.install()  # the page's clock: time flows, and can be moved on
+    await page.goto(mesh.url + "/")
+    await sign_in(page, mesh)
+    # 16 minutes later: the browser has let the access cookie go (only the refresh one,
+    # scoped to /v1/auth, is left).
+    await page.clock.fast_forward("16:00")
+    await context.clear_cookies(name="tg_access")
+    refreshes: list[int] = []
+    page.on(
+        "response",
+        lambda r: refreshes.append(r.status) if r.url.endswith("/v1/auth/refresh") else None,
+    )
+    await engine_says(page, {"content": "Still you."})
+    chat = await asked(page, "Am I still signed in?")
+    assert refreshes == [200]
+    assert chat.headers["x-tiergate-tier"] == "user"
+    await expect(page.get_by_test_id("answer").last).to_contain_text("Still you.")
+    await expect(page.get_by_test_id("tier-label")).to_contain_text("Signed in")
+    assert "tg_access" in {c["name"] for c in await context.cookies()}

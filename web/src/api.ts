@@ -161,32 +161,63 @@ export class Api {
   constructor(readonly origin: string) {}
 
   private refreshing: Promise<unknown> | undefined;
+  /** A session is believed open (signed in or restored), and when its access cookie ends. */
+  private session = false;
+  private accessUntil = 0;
 
-  /** One refresh at a time, however many calls found the access cookie expired. */
+  /** Remembers a session's access lifetime from a token answer (`expires_in`, seconds). */
+  private noted<T>(body: T): T {
+    const expires = (body as { expires_in?: unknown } | undefined)?.expires_in;
+    if (typeof expires === "number") {
+      this.session = true;
+      this.accessUntil = Date.now() + expires * 1000;
+    }
+    return body;
+  }
+
+  /** One refresh at a time, however many calls need it. */
   refresh(): Promise<unknown> {
-    this.refreshing ??= this.call("/v1/auth/refresh", { method: "POST", auth: true, body: "{}" }).finally(() => {
-      this.refreshing = undefined;
-    });
+    this.refreshing ??= this.call("/v1/auth/refresh", { method: "POST", auth: true, body: "{}" })
+      .then(
+        (body) => this.noted(body),
+        (e: unknown) => {
+          this.session = false;
+          throw e;
+        },
+      )
+      .finally(() => {
+        this.refreshing = undefined;
+      });
     return this.refreshing;
   }
 
-  private async call<T>(path: string, init: RequestInit & { auth?: boolean } = {}, again = true): Promise<T> {
+  /**
+   * Sends with a live session: the browser drops the access cookie when it expires (15
+   * minutes), and a request without it would be answered as anonymous, so an expiring one is
+   * refreshed first; a 401 `invalid_token` (a cookie the gateway no longer takes) is refreshed
+   * once and sent again. Failing refreshes leave the answer as it is.
+   */
+  private async fresh(send: () => Promise<Response>): Promise<Response> {
+    if (this.session && Date.now() > this.accessUntil - 60_000) await this.refresh().catch(() => undefined);
+    const res = await send();
+    if (res.status !== 401 || !this.session) return res;
+    const first = await errorFrom(res.clone());
+    if (first.code !== "invalid_token") return res;
+    try {
+      await this.refresh();
+    } catch {
+      return res;
+    }
+    return send();
+  }
+
+  private async call<T>(path: string, init: RequestInit & { auth?: boolean } = {}): Promise<T> {
     const headers = new Headers(init.headers);
     if (init.body !== undefined) headers.set("content-type", "application/json");
     if (init.auth) headers.set("x-tiergate-session", "cookie");
-    const res = await fetch(this.origin + path, { ...init, headers, credentials: "include" });
-    // An expired access cookie (15 minutes): refresh once and ask again. The auth endpoints
-    // answer their own 401s (a wrong code, an ended session) and are never retried.
-    if (res.status === 401 && again && !init.auth) {
-      const first = await errorFrom(res);
-      if (first.code !== "invalid_token") throw first;
-      try {
-        await this.refresh();
-      } catch {
-        throw first;
-      }
-      return this.call<T>(path, init, false);
-    }
+    const send = () => fetch(this.origin + path, { ...init, headers, credentials: "include" });
+    // The auth endpoints answer their own 401s (a wrong code, an ended session).
+    const res = init.auth ? await send() : await this.fresh(send);
     if (!res.ok) throw await errorFrom(res);
     if (res.status === 204) return undefined as T;
     const text = await res.text();
@@ -203,20 +234,32 @@ export class Api {
     return this.call("/v1/feedback", { method: "POST", body: JSON.stringify({ id, rating, flag }) });
   }
 
-  me(): Promise<Me> {
-    return this.call<Me>("/v1/auth/me", { auth: true });
+  /** Who the cookies say we are; a 401 means there is no session in this browser. */
+  async me(): Promise<Me> {
+    try {
+      const me = await this.call<Me>("/v1/auth/me", { auth: true });
+      this.session = true; // its access lifetime unknown (a reload): refreshed before the next call
+      return me;
+    } catch (e) {
+      if (e instanceof HttpError && e.status === 401) this.session = false;
+      throw e;
+    }
   }
   otpStart(email: string): Promise<unknown> {
     return this.call("/v1/auth/otp/start", { method: "POST", auth: true, body: JSON.stringify({ email }) });
   }
   otpVerify(email: string, code: string): Promise<Me> {
-    return this.call<Me>("/v1/auth/otp/verify", { method: "POST", auth: true, body: JSON.stringify({ email, code }) });
+    return this.call<Me>("/v1/auth/otp/verify", { method: "POST", auth: true, body: JSON.stringify({ email, code }) }).then((b) => this.noted(b));
   }
   logout(): Promise<unknown> {
+    this.session = false;
+    this.accessUntil = 0;
     return this.call("/v1/auth/logout", { method: "POST", auth: true, body: "{}" });
   }
   consent(store_chats: boolean): Promise<Partial<Me>> {
-    return this.call("/v1/auth/consent", { method: "PUT", auth: true, body: JSON.stringify({ store_chats }) });
+    return this.call<Partial<Me>>("/v1/auth/consent", { method: "PUT", auth: true, body: JSON.stringify({ store_chats }) }).then((b) =>
+      this.noted(b),
+    );
   }
 
   history(after?: string | null, limit = 20): Promise<HistoryPage> {
@@ -237,17 +280,19 @@ export class Api {
     conversationId: string,
     signal: AbortSignal,
   ): Promise<{ meta: AnswerMeta; stream: ReadableStream<Uint8Array> }> {
-    const res = await fetch(this.origin + "/v1/chat/completions", {
-      method: "POST",
-      credentials: "include",
-      headers: {
-        "content-type": "application/json",
-        accept: "text/event-stream",
-        "x-tiergate-conversation": conversationId,
-      },
-      body: JSON.stringify({ ...body, stream: true, stream_options: { include_usage: true } }),
-      signal,
-    });
+    const res = await this.fresh(() =>
+      fetch(this.origin + "/v1/chat/completions", {
+        method: "POST",
+        credentials: "include",
+        headers: {
+          "content-type": "application/json",
+          accept: "text/event-stream",
+          "x-tiergate-conversation": conversationId,
+        },
+        body: JSON.stringify({ ...body, stream: true, stream_options: { include_usage: true } }),
+        signal,
+      }),
+    );
     if (!res.ok) throw await errorFrom(res);
     if (!res.body) throw new HttpError(502, { message: "empty response" }, undefined, readMeta(res.headers));
     return { meta: readMeta(res.headers), stream: res.body };

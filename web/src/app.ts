@@ -299,11 +299,8 @@ export class TiergateChatApp extends LitElement {
       this.persist();
     }
     if (again) {
-      try {
-        await this.client.refresh();
-      } catch {
-        this.setMe(null);
-      }
+      // The session is gone (the client refreshed what could be refreshed): ask as a visitor.
+      this.setMe(null);
       return this.ask(true);
     }
     if (this.me?.store_chats && this.showAccount)
